@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Create (or complete) the environment for wrs_mm in $1 (default .venv):
+# torch (2.13.0 here, or the CUDA torch already installed), mmcv 2.1.0 with ops
+# built once and cached as a wheel, mmengine 0.10.7, mmdet 3.3.0,
+# mmsegmentation 1.2.2, the test tools, and wrs_mm in editable mode.
+set -euo pipefail
+VENV=${1:-.venv}
+CACHE=${WRS_MM_CACHE:-$HOME/.cache/wrs_mm}
+cd "$(dirname "$0")/.."
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if python3 -c 'import torch' 2>/dev/null; then
+    # reuse the machine's (CUDA) torch
+    python3 -m venv --system-site-packages "$VENV"
+  else
+    python3 -m venv "$VENV"
+  fi
+fi
+PY="$VENV/bin/python"
+PIP="$PY -m pip -q --disable-pip-version-check"
+"$PY" -c 'import torch' 2>/dev/null || $PIP install torch==2.13.0
+TORCH=$("$PY" -c 'import torch; print(torch.__version__)')
+CONSTRAINTS="$VENV/constraints.txt"
+echo "torch==$TORCH" > "$CONSTRAINTS"
+# torch needs setuptools>=77.0.3; mmengine's mmdet::/mmseg:: lookup needs
+# pkg_resources, which setuptools 81 removed.
+$PIP install -c "$CONSTRAINTS" "setuptools>=77.0.3,<81" wheel ninja numpy
+
+if ! "$PY" -c 'import mmcv.ops' 2>/dev/null; then
+  WHEELS="$CACHE/wheels/torch-$TORCH"
+  if ! ls "$WHEELS"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
+    echo "building mmcv 2.1.0 with ops (about 11 minutes on 2 cores) into $WHEELS"
+    mkdir -p "$WHEELS"
+    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} $PIP wheel \
+      --no-build-isolation --no-deps -w "$WHEELS" mmcv==2.1.0
+  fi
+  $PIP install -c "$CONSTRAINTS" "$WHEELS"/mmcv-2.1.0-*.whl
+fi
+$PIP install -c "$CONSTRAINTS" mmengine==0.10.7 mmdet==3.3.0 \
+  mmsegmentation==1.2.2 pycocotools ftfy regex scipy matplotlib pytest adamp
+$PIP install -c "$CONSTRAINTS" --no-build-isolation --no-deps -e .
+"$PY" -c 'import mmcv.ops, mmdet, mmseg, wrs_mm; print("wrs_mm environment ready:", mmcv.__version__, mmdet.__version__, mmseg.__version__)'

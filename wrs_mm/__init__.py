@@ -1,0 +1,18 @@
+"""wrs_mm: weight rescaling (WRS) and the eps-shifted Lp regularizer for
+scale-invariant weights, as an OpenMMLab 2.x plugin.
+
+``import wrs_mm`` registers the mmengine adapters (hooks, constructor) in
+mmengine's root registries, so they are visible from the mmdet and mmseg scopes.
+``wrs_mm.core`` needs only PyTorch.
+"""
+from . import core  # noqa: F401
+
+try:
+    import mmengine  # noqa: F401
+except ModuleNotFoundError as e:  # plain-PyTorch use of the core
+    if e.name != 'mmengine':
+        raise
+else:
+    from . import engine  # noqa: F401
+
+__version__ = '0.1.0'

@@ -1,0 +1,21 @@
+"""Framework-free core of wrs_mm (imports torch only).
+
+* :func:`analyze_invariance` / :func:`verify_invariance`: which weights the loss
+  is invariant to rescaling, per channel / group / tensor, and a numerical check;
+* :class:`WeightRescaler`: weight rescaling (WRS) to unit norm, batched;
+* :class:`ShiftedLpRegularizer`: the eps-shifted Lp regularizer.
+"""
+from .invariance import (InvarianceRecorder, InvarianceReport, ParamInvariance,
+                         analyze_invariance, classify, loss_tensors)
+from .rescale import RescaleStats, WeightRescaler
+from .rows import RowEntry
+from .shifted_lp import (ShiftedLpEntry, ShiftedLpRegularizer, shifted_lp_grad,
+                         shifted_lp_value)
+from .verify import VerifyResult, verify_invariance
+
+__all__ = [
+    'InvarianceRecorder', 'InvarianceReport', 'ParamInvariance',
+    'analyze_invariance', 'classify', 'loss_tensors', 'RescaleStats',
+    'WeightRescaler', 'RowEntry', 'ShiftedLpEntry', 'ShiftedLpRegularizer',
+    'shifted_lp_grad', 'shifted_lp_value', 'VerifyResult', 'verify_invariance'
+]

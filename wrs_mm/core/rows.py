@@ -1,0 +1,108 @@
+"""Weight tensors viewed as rows, packed into flat buffers for batched per-row math.
+
+A parameter of shape ``(C, ...)`` split into ``rows`` weight vectors is the matrix
+``p.reshape(rows, -1)``: ``rows = C`` is one vector per output channel, ``rows = G``
+one per group of ``C / G`` consecutive channels (GroupNorm), ``rows = 1`` the whole
+tensor (LayerNorm). ``RowPack`` concatenates many such parameters into one flat
+buffer per (device, dtype, tag), ordered by row length, so that every run of rows
+with the same length is a single ``(R, L)`` matrix: per-row reductions cost one
+kernel per distinct row length instead of one per parameter.
+"""
+from dataclasses import dataclass, field
+from typing import Any, Hashable, List, Sequence, Tuple
+
+import torch
+
+
+@dataclass
+class RowEntry:
+    """One parameter to pack: its name, the tensor and its number of rows."""
+    name: str
+    param: torch.Tensor
+    rows: int
+    tag: Hashable = None
+
+    def __post_init__(self):
+        if self.rows < 1 or self.param.numel() % self.rows:
+            raise ValueError(
+                f'parameter {self.name!r} of shape {tuple(self.param.shape)} '
+                f'cannot be split into {self.rows} rows')
+
+    @property
+    def row_len(self) -> int:
+        return self.param.numel() // self.rows
+
+
+@dataclass
+class Bucket:
+    """Parameters of one (device, dtype, tag), sorted by row length."""
+    entries: List[RowEntry]
+    # (first element, end element, row length) of each run of equal row lengths
+    segments: List[Tuple[int, int, int]] = field(default_factory=list)
+    numels: List[int] = field(default_factory=list)
+    row_offsets: List[int] = field(default_factory=list)
+
+    def __post_init__(self):
+        start = rows = 0
+        for e in self.entries:
+            n = e.param.numel()
+            if self.segments and self.segments[-1][2] == e.row_len:
+                a, _, L = self.segments[-1]
+                self.segments[-1] = (a, start + n, L)
+            else:
+                self.segments.append((start, start + n, e.row_len))
+            self.numels.append(n)
+            self.row_offsets.append(rows)
+            start += n
+            rows += e.rows
+        self.num_rows = rows
+
+    @property
+    def params(self) -> List[torch.Tensor]:
+        return [e.param for e in self.entries]
+
+    def gather(self, tensors: Sequence[torch.Tensor] = None) -> torch.Tensor:
+        """One flat copy of the parameters (or of ``tensors`` shaped like them)."""
+        tensors = self.params if tensors is None else tensors
+        return torch.cat([t.reshape(-1) for t in tensors])
+
+    def matrices(self, flat: torch.Tensor):
+        """``(R, L)`` views of ``flat``, one per run of equal row length."""
+        return [flat[a:b].view(-1, L) for a, b, L in self.segments]
+
+    def chunks(self, flat: torch.Tensor) -> List[torch.Tensor]:
+        """``flat`` split back into tensors shaped like the parameters."""
+        return [c.view(e.param.shape)
+                for c, e in zip(flat.split(self.numels), self.entries)]
+
+    def scatter_(self, flat: torch.Tensor) -> None:
+        """Write ``flat`` back into the parameters (one foreach kernel)."""
+        torch._foreach_copy_(self.params, self.chunks(flat))
+
+    def owner_of_row(self, row: int) -> RowEntry:
+        for e, off in zip(reversed(self.entries), reversed(self.row_offsets)):
+            if row >= off:
+                return e
+        raise IndexError(row)
+
+
+class RowPack:
+    """Groups :class:`RowEntry` objects into :class:`Bucket` s."""
+
+    def __init__(self, entries: Sequence[RowEntry]):
+        groups: dict = {}
+        for e in entries:
+            key: Any = (e.param.device, e.param.dtype, e.tag)
+            groups.setdefault(key, []).append(e)
+        self.buckets = [
+            Bucket(sorted(es, key=lambda e: e.row_len))
+            for es in groups.values()
+        ]
+        self.entries = [e for b in self.buckets for e in b.entries]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def num_rows(self) -> int:
+        return sum(b.num_rows for b in self.buckets)

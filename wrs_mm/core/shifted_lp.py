@@ -1,0 +1,166 @@
+"""The eps-shifted Lp regularizer for scale-invariant / weight-standardised weights.
+
+Li, Chen, Yang, "Understanding the Disharmony between Weight Normalization Family
+and Weight Decay: eps-shifted L2 Regularizer", Sec. 5. Per output channel j,
+
+    R(w_j) = lambda/2 * (||w_j||_p - eps)^2,
+    dR/dw_j = lambda * (||w_j||_p - eps) * sign(w_j) |w_j|^(p-1) / ||w_j||_p^(p-1)
+
+(for p = 2: ``lambda * (1 - eps/||w_j||) * w_j``). Its minimum is at
+``||w_j||_p = eps``, so unlike ``lambda/2 ||w||^2`` it never drives a weight to 0.
+
+Weight-standardised convolutions (mmcv ``ConvWS2d``) ignore both the scale and the
+mean of ``w_j``; following the authors' code (implus/PytorchInsight ``LSGD``), with
+``n = len(w_j)``, ``mu = mean(w_j)``, ``c = w_j - mu`` and
+``s = ||c||_p / (n-1)^(1/p)`` (the unbiased std for p = 2, as ``ConvWS2d`` uses)
+
+    R_ws(w_j) = lambda/2 * [(n-1) (s - eps)^2 + n mu^2],
+    dR_ws/dw_j = lambda * [(n-1)^(1-1/p) (s - eps) P(g) + mu],
+
+where ``g = sign(c)|c|^(p-1)/||c||_p^(p-1)`` and ``P`` removes the mean; for p = 2
+this is ``lambda * [(1 - eps/s) c + mu]``. Rows of zero norm get zero shift term.
+"""
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+
+from .rows import RowEntry, RowPack
+
+MODES = ('coupled', 'decoupled')
+
+
+def _check(eps: float, p: float) -> None:
+    if not eps >= 0:
+        raise ValueError(f'shifted regularizer: eps must be >= 0, got {eps}')
+    if not p >= 1:
+        raise ValueError(f'shifted regularizer: p must be >= 1, got {p}')
+
+
+def _dnorm(x: torch.Tensor, norm: torch.Tensor, p: float) -> torch.Tensor:
+    """d||x||_p / dx row-wise (0 on zero rows)."""
+    safe = torch.where(norm > 0, norm, torch.ones_like(norm))[:, None]
+    if p == 2:
+        return x / safe
+    if p == 1:
+        return torch.sign(x)
+    return torch.sign(x) * (x.abs() / safe)**(p - 1)
+
+
+def shifted_lp_value(rows: torch.Tensor, eps: float, p: float = 2.,
+                     standardized: bool = False) -> torch.Tensor:
+    """Per-row penalty ``R / lambda`` for an ``(R, L)`` matrix of weight vectors."""
+    _check(eps, p)
+    x = rows.float()
+    if not standardized:
+        return 0.5 * (torch.linalg.vector_norm(x, ord=p, dim=1) - eps)**2
+    n = x.shape[1]
+    mu = x.mean(1)
+    s = torch.linalg.vector_norm(x - mu[:, None], ord=p, dim=1) / (n - 1)**(1 / p)
+    return 0.5 * ((n - 1) * (s - eps)**2 + n * mu**2)
+
+
+def shifted_lp_grad(rows: torch.Tensor, eps: float, p: float = 2.,
+                    standardized: bool = False) -> torch.Tensor:
+    """Gradient of :func:`shifted_lp_value` (fp32), row-wise, without autograd."""
+    _check(eps, p)
+    x = rows.float()
+    if not standardized:
+        norm = torch.linalg.vector_norm(x, ord=p, dim=1)
+        coef = torch.where(norm > 0, norm - eps, torch.zeros_like(norm))
+        return coef[:, None] * _dnorm(x, norm, p)
+    n = x.shape[1]
+    mu = x.mean(1, keepdim=True)
+    c = x - mu
+    cnorm = torch.linalg.vector_norm(c, ord=p, dim=1)
+    s = cnorm / (n - 1)**(1 / p)
+    g = _dnorm(c, cnorm, p)
+    g = g - g.mean(1, keepdim=True)
+    coef = torch.where(cnorm > 0, (n - 1)**(1 - 1 / p) * (s - eps),
+                       torch.zeros_like(s))
+    return coef[:, None] * g + mu
+
+
+@dataclass
+class ShiftedLpEntry:
+    """A weight to regularize, per output channel, with its coefficient lambda."""
+    name: str
+    param: torch.Tensor
+    weight_decay: float
+    standardized: bool = False
+
+
+class ShiftedLpRegularizer:
+    """Applies the eps-shifted Lp regularizer to a set of weights, batched.
+
+    Args:
+        entries: the weights and their lambda.
+        eps: the shift (>= 0); the penalty's minimum is at ``||w_j||_p = eps``
+            (or ``std(w_j) = eps`` for weight-standardised weights).
+        p: the norm order (>= 1); 2 is the paper's.
+        mode: ``'coupled'`` adds ``dR/dw`` to ``.grad`` before the optimizer step
+            (L2-style, as the paper does with SGD); ``'decoupled'`` shrinks the
+            weights by ``lr * dR/dw`` before the step (AdamW-style).
+
+    Call :meth:`step_` right before the optimizer step (after unscaling AMP
+    gradients), once per real optimizer update.
+    """
+
+    def __init__(self, entries: Sequence[ShiftedLpEntry], eps: float,
+                 p: float = 2., mode: str = 'coupled'):
+        _check(eps, p)
+        if mode not in MODES:
+            raise ValueError(f'shifted regularizer: mode must be one of {MODES}, '
+                             f'got {mode!r}')
+        self.eps, self.p, self.mode = eps, p, mode
+        self.pack = RowPack([
+            RowEntry(e.name, e.param, e.param.shape[0], tag=e.standardized)
+            for e in entries
+        ])
+        lam = {e.name: e.weight_decay for e in entries}
+        self._lam = [
+            torch.tensor([lam[x.name] for x in b.entries],
+                         dtype=torch.float32).repeat_interleave(
+                             torch.tensor([x.rows for x in b.entries]))
+            for b in self.pack.buckets
+        ]
+
+    def __len__(self) -> int:
+        return len(self.pack)
+
+    @property
+    def names(self):
+        return [e.name for e in self.pack.entries]
+
+    @torch.no_grad()
+    def step_(self, lrs: Optional[Sequence[float]] = None) -> None:
+        """Apply one step. ``lrs``: the lr of each weight, in :attr:`names`
+        order; required for ``'decoupled'``."""
+        if self.mode == 'decoupled' and (lrs is None or len(lrs) != len(self)):
+            raise ValueError('decoupled shifted regularizer needs one lr per '
+                             f'weight ({len(self)}), got {lrs!r}')
+        first = 0
+        for bucket, lam in zip(self.pack.buckets, self._lam):
+            n = len(bucket.entries)
+            coef = lam
+            if self.mode == 'decoupled':
+                coef = lam * torch.tensor(
+                    lrs[first:first + n], dtype=torch.float32).repeat_interleave(
+                        torch.tensor([e.rows for e in bucket.entries]))
+            first += n
+            flat = bucket.gather()
+            coef = coef.to(flat.device)
+            seg_rows = [(b - a) // L for a, b, L in bucket.segments]
+            delta = torch.cat([
+                (c[:, None] * shifted_lp_grad(m, self.eps, self.p,
+                                              bucket.entries[0].tag)).view(-1)
+                for m, c in zip(bucket.matrices(flat), coef.split(seg_rows))
+            ]).to(flat.dtype)
+            if self.mode == 'coupled':
+                pairs = [(e.param.grad, d)
+                         for e, d in zip(bucket.entries, bucket.chunks(delta))
+                         if e.param.grad is not None]
+                if pairs:
+                    torch._foreach_add_(*map(list, zip(*pairs)))
+            else:
+                torch._foreach_sub_(bucket.params, bucket.chunks(delta))

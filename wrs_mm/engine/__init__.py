@@ -1,0 +1,10 @@
+"""mmengine adapters over :mod:`wrs_mm.core`, registered in mmengine's root
+registries (visible from the mmdet / mmseg default scopes)."""
+from .optim_constructor import WRSOptimWrapperConstructor
+from .probe import FirstForwardAnalysis, first_forward_analysis
+from .weight_rescale_hook import WeightRescaleHook
+
+__all__ = [
+    'WRSOptimWrapperConstructor', 'FirstForwardAnalysis',
+    'first_forward_analysis', 'WeightRescaleHook'
+]

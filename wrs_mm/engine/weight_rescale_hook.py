@@ -1,0 +1,214 @@
+"""mmengine adapter for weight rescaling (WRS), Liu et al. Sec. 5."""
+import json
+import os.path as osp
+from typing import Optional
+
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+from ..core import InvarianceReport, RowEntry, WeightRescaler
+from .probe import first_forward_analysis
+from .selection import (check_patterns_match, claim_groups, compile_patterns,
+                        groups_summary, select)
+
+GRANULARITIES = ('auto', 'channel', 'tensor')
+
+
+@HOOKS.register_module()
+class WeightRescaleHook(Hook):
+    """Rescale every scale-invariant weight vector to unit L2 norm every
+    ``interval`` optimizer steps, and remove weight decay from those weights.
+
+    ``w_j <- w_j / ||w_j||_2`` (Liu et al., "The Implicit Biases of SGD on Deep
+    Neural Networks with Batch Normalization", Sec. 5). Which weights are
+    invariant, and per what (channel, group, tensor), is decided by
+    :func:`wrs_mm.core.analyze_invariance` on the first training forward; the
+    same decision sets their optimizer param groups to ``weight_decay=0`` before
+    the first step (use ``WRSOptimWrapperConstructor`` so that every parameter has
+    its own group). A table of rescaled and refused weights is logged and
+    written to ``<work_dir>/wrs_invariance.json``.
+
+    Steps are counted by a post-hook on the torch optimizer, so accumulation
+    micro-steps (``accumulative_counts``) and AMP steps skipped for inf/NaN
+    gradients do not count; the rescale runs right after the step on every
+    rank. The step counter is saved in checkpoints and restored on resume.
+
+    Args:
+        interval (int): tau, in optimizer steps. Defaults to 10.
+        begin (int): first iteration (or epoch if ``by_epoch``) at which to
+            rescale. Defaults to 0.
+        end (int, optional): iteration (or epoch) from which to stop
+            rescaling; None for never. Defaults to None.
+        by_epoch (bool): whether ``begin``/``end`` are epochs.
+            Defaults to False.
+        granularity (str): ``'auto'`` (what the analysis found: per channel for
+            BatchNorm / weight standardisation, per group for GroupNorm, per
+            tensor for LayerNorm), ``'channel'`` (refuse weights that are not
+            per-channel invariant) or ``'tensor'``. Defaults to 'auto'.
+        include (str | list[str], optional): regexes (``re.search``) on
+            parameter names; only matching weights are considered, and a
+            matching weight that is not invariant is an error. None: all.
+        exclude (str | list[str], optional): regexes of weights to leave alone.
+        allow_non_invariant (bool): rescale weights matched by ``include`` even
+            when they are not invariant (this changes the network function).
+            Defaults to False.
+    """
+    priority = 'ABOVE_NORMAL'  # before EMA and checkpoints see the weights
+
+    def __init__(self,
+                 interval: int = 10,
+                 begin: int = 0,
+                 end: Optional[int] = None,
+                 by_epoch: bool = False,
+                 granularity: str = 'auto',
+                 include=None,
+                 exclude=None,
+                 allow_non_invariant: bool = False):
+        if not isinstance(interval, int) or interval < 1:
+            raise ValueError('WeightRescaleHook: interval (tau) must be an '
+                             f'integer >= 1, got {interval!r}')
+        if not isinstance(begin, int) or begin < 0:
+            raise ValueError(
+                f'WeightRescaleHook: begin must be an integer >= 0, got {begin!r}')
+        if end is not None and (not isinstance(end, int) or end <= begin):
+            raise ValueError(f'WeightRescaleHook: end ({end!r}) must be None or '
+                             f'an integer > begin ({begin})')
+        if granularity not in GRANULARITIES:
+            raise ValueError(f'WeightRescaleHook: granularity must be one of '
+                             f'{GRANULARITIES}, got {granularity!r}')
+        self.interval, self.begin, self.end = interval, begin, end
+        self.by_epoch, self.granularity = by_epoch, granularity
+        self.include = compile_patterns(include, 'WeightRescaleHook.include')
+        self.exclude = compile_patterns(exclude, 'WeightRescaleHook.exclude')
+        self.allow_non_invariant = allow_non_invariant
+        self.steps = 0  # real optimizer steps taken
+        self.num_rescales = 0
+        self.rescaler: Optional[WeightRescaler] = None
+        self._runner = None
+        self._handle = None
+
+    @staticmethod
+    def _model(runner):
+        model = runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    def before_run(self, runner) -> None:
+        names = [n for n, _ in self._model(runner).named_parameters()]
+        check_patterns_match(self.include, names, 'WeightRescaleHook.include')
+        check_patterns_match(self.exclude, names, 'WeightRescaleHook.exclude')
+
+    def before_train(self, runner) -> None:
+        self._runner = runner
+        optimizer = runner.optim_wrapper.optimizer
+        self._handle = optimizer.register_step_post_hook(self._after_step)
+        first_forward_analysis(runner.model).subscribe(self._setup, priority=10)
+
+    def after_train(self, runner) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def _setup(self, report: InvarianceReport) -> None:
+        """Choose the weights, remove their decay, log the table."""
+        runner = self._runner
+        chosen = select(report, self.include, self.exclude,
+                        'WeightRescaleHook', self.allow_non_invariant)
+        rescaled, refused = [], []
+        for v in chosen:
+            rows = self._rows(v)
+            if rows is None:
+                refused.append((v, f'granularity={self.granularity!r} '
+                                f'requested, but the weight is {v.kind}-'
+                                'invariant only'))
+            else:
+                rescaled.append((v, rows))
+        taken = {v.name for v, _ in rescaled}
+        refused += [(v, v.reason) for v in report.candidates()
+                    if v.name not in taken and not any(
+                        v is r for r, _ in refused)]
+        params = dict(self._model(runner).named_parameters())
+        self._log_table(runner, rescaled, refused)
+        if not rescaled:
+            print_log('WeightRescaleHook: the model has no scale-invariant '
+                      'weight to rescale; the hook does nothing.',
+                      logger='current', level=30)
+            return
+        claim_groups(runner.optim_wrapper.optimizer,
+                     {v.name: params[v.name] for v, _ in rescaled}, 'wrs',
+                     'WeightRescaleHook')
+        print_log('Optimizer param groups after the WRS decay split:\n' +
+                  groups_summary(runner.optim_wrapper.optimizer),
+                  logger='current')
+        self.rescaler = WeightRescaler(
+            [RowEntry(v.name, params[v.name], rows) for v, rows in rescaled])
+
+    def _rows(self, v) -> Optional[int]:
+        if not v.invariant:  # forced with allow_non_invariant
+            return 1 if self.granularity == 'tensor' else v.shape[0]
+        if self.granularity == 'tensor':
+            return 1
+        if self.granularity == 'channel' and v.rows != v.shape[0]:
+            return None
+        return v.rows
+
+    def _log_table(self, runner, rescaled, refused) -> None:
+        lines = [f'WeightRescaleHook: rescaling {len(rescaled)} weights every '
+                 f'{self.interval} optimizer steps, refused {len(refused)}']
+        width = max([len(v.name) for v, _ in rescaled + refused] + [9])
+        lines.append(f'{"parameter":<{width}}  {"action":<8}  '
+                     f'{"granularity":<11}  reason')
+        for v, rows in rescaled:
+            gran = 'tensor' if rows == 1 else (
+                'channel' if rows == v.shape[0] else f'group({rows})')
+            lines.append(f'{v.name:<{width}}  {"rescale":<8}  {gran:<11}  '
+                         f'{v.reason if v.invariant else "FORCED: " + v.reason}')
+        for v, why in refused:
+            lines.append(f'{v.name:<{width}}  {"refuse":<8}  {"-":<11}  {why}')
+        print_log('\n'.join(lines), logger='current')
+        if runner.rank == 0 and runner.work_dir:
+            records = [(v, why, 0) for v, why in refused]
+            records += [(v, v.reason, rows) for v, rows in rescaled]
+            with open(osp.join(runner.work_dir, 'wrs_invariance.json'),
+                      'w') as f:
+                json.dump([
+                    dict(name=v.name, shape=list(v.shape), kind=v.kind,
+                         granularity=v.granularity, rescaled=rows > 0,
+                         rescale_rows=rows, reason=why)
+                    for v, why, rows in records
+                ], f, indent=1)
+
+    def _in_window(self) -> bool:
+        t = self._runner.epoch if self.by_epoch else self._runner.iter
+        return t >= self.begin and (self.end is None or t < self.end)
+
+    def _after_step(self, optimizer, args, kwargs) -> None:
+        self.steps += 1
+        if (self.rescaler is None or self.steps % self.interval
+                or not self._in_window()):
+            return
+        stats = self.rescaler()
+        self.num_rescales += 1
+        hub = self._runner.message_hub
+        hub.update_scalar('train/wrs_norm_mean', stats.norm_mean)
+        hub.update_scalar('train/wrs_norm_min', stats.norm_min)
+        hub.update_scalar('train/wrs_norm_max', stats.norm_max)
+        hub.update_scalar('train/wrs_zero_rows', stats.zero_rows)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint.setdefault('wrs_mm', {})['WeightRescaleHook'] = dict(
+            steps=self.steps, num_rescales=self.num_rescales)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if not runner._resume:
+            return
+        state = checkpoint.get('wrs_mm', {}).get('WeightRescaleHook')
+        if state is None:
+            print_log('WeightRescaleHook: the checkpoint has no WRS state; '
+                      'counting optimizer steps from the resumed iteration.',
+                      logger='current', level=30)
+            self.steps = checkpoint.get('meta', {}).get('iter', 0)
+            return
+        self.steps = state['steps']
+        self.num_rescales = state['num_rescales']
