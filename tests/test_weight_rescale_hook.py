@@ -1,0 +1,245 @@
+"""WeightRescaleHook and the decay split through the real mmengine Runner."""
+import json
+import logging
+import os
+import subprocess
+import sys
+from unittest import mock
+
+import pytest
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import MessageHub
+from mmengine.runner import Runner
+import toy  # noqa: F401  (registers the toy model and dataset)
+
+import wrs_mm  # noqa: F401
+from wrs_mm.engine import WeightRescaleHook
+
+CONVS = ('net.conv1.weight', 'net.conv2.weight')
+
+
+class NormRecorder(Hook):
+    """Records per-channel conv norms after every iteration (after WRS)."""
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.norms, self.rescales = [], []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        params = dict(runner.model.named_parameters())
+        self.norms.append(torch.cat(
+            [params[n].detach().flatten(1).norm(dim=1) for n in CONVS]))
+        wrs = next(h for h in runner.hooks if isinstance(h, WeightRescaleHook))
+        self.rescales.append(wrs.num_rescales)
+
+
+def _run(tmp_path, hook_cfg, max_iters=10, **kw):
+    cfg = toy.runner_cfg(tmp_path, max_iters, hook=hook_cfg, **kw)
+    runner = Runner.from_cfg(cfg)
+    rec = NormRecorder()
+    runner.register_hook(rec)
+    runner.train()
+    hook = next(h for h in runner.hooks if isinstance(h, WeightRescaleHook))
+    return runner, hook, rec
+
+
+def _unit_iters(rec):
+    """Iterations after which a rescale happened; checks the norms are 1."""
+    counts = [0] + rec.rescales
+    iters = [i for i in range(len(rec.rescales)) if counts[i + 1] > counts[i]]
+    for i in iters:
+        assert torch.allclose(rec.norms[i], torch.ones_like(rec.norms[i]),
+                              atol=1e-5)
+    for i in range(len(rec.norms)):
+        if i not in iters and (i == 0 or counts[i] == 0):
+            # never rescaled yet: norms are not all 1
+            assert not torch.allclose(rec.norms[i],
+                                      torch.ones_like(rec.norms[i]), atol=1e-5)
+    return iters
+
+
+def test_rescales_every_tau_steps_and_splits_decay(tmp_path):
+    runner, hook, rec = _run(tmp_path, dict(type='WeightRescaleHook',
+                                            interval=3))
+    assert hook.steps == 10 and hook.num_rescales == 3
+    assert _unit_iters(rec) == [2, 5, 8]
+    groups = {g['param_name']: g for g in
+              runner.optim_wrapper.optimizer.param_groups}
+    for n in CONVS:
+        assert groups[n]['weight_decay'] == 0 and groups[n]['wrs_mm'] == 'wrs'
+    for n in ('net.bn1.weight', 'net.bn2.weight', 'net.fc.weight',
+              'net.conv1.bias'):
+        assert groups[n]['weight_decay'] == 5e-4
+    table = json.load(open(os.path.join(runner.work_dir,
+                                        'wrs_invariance.json')))
+    rescaled = {r['name'] for r in table if r['rescaled']}
+    assert rescaled == set(CONVS)
+    refused = [r for r in table if not r['rescaled']]
+    assert [r['name'] for r in refused] == ['net.fc.weight']
+    assert 'not only by a normalisation' in refused[0]['reason']
+    hub = MessageHub.get_current_instance()
+    assert hub.get_scalar('train/wrs_norm_mean').current() > 0
+
+
+def test_paramwise_cfg_still_applies(tmp_path):
+    optim = dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9,
+                                weight_decay=1e-3),
+                 constructor='WRSOptimWrapperConstructor',
+                 paramwise_cfg=dict(norm_decay_mult=0.5,
+                                    custom_keys={'fc': dict(decay_mult=2.)}))
+    runner, hook, _ = _run(tmp_path, dict(type='WeightRescaleHook'),
+                           max_iters=2, optim_wrapper=optim)
+    groups = {g['param_name']: g['weight_decay'] for g in
+              runner.optim_wrapper.optimizer.param_groups}
+    assert groups['net.bn1.weight'] == pytest.approx(5e-4)
+    assert groups['net.fc.weight'] == pytest.approx(2e-3)
+    assert groups['net.conv1.weight'] == 0 and groups['net.conv2.weight'] == 0
+    assert groups['net.conv1.bias'] == pytest.approx(1e-3)
+
+
+def test_accumulation_counts_updates_not_iterations(tmp_path):
+    optim = dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
+                 constructor='WRSOptimWrapperConstructor',
+                 accumulative_counts=2)
+    _, hook, rec = _run(tmp_path, dict(type='WeightRescaleHook', interval=2),
+                        max_iters=8, optim_wrapper=optim)
+    assert hook.steps == 4 and hook.num_rescales == 2
+    assert _unit_iters(rec) == [3, 7]
+
+
+def test_skipped_amp_step_does_not_count(tmp_path):
+    """AmpOptimWrapper with torch's GradScaler on CPU; the loss of the 3rd
+    iteration is inf, so GradScaler skips that optimizer step."""
+    from mmengine.optim import AmpOptimWrapper
+    with mock.patch('mmengine.optim.optimizer.amp_optimizer_wrapper.'
+                    'is_cuda_available', return_value=True):
+        cfg = toy.runner_cfg(tmp_path, 6, hook=dict(type='WeightRescaleHook',
+                                                     interval=2))
+        cfg['model']['inf_at_call'] = 3
+        cfg['optim_wrapper']['type'] = 'AmpOptimWrapper'
+        cfg['optim_wrapper']['dtype'] = 'bfloat16'
+        runner = Runner.from_cfg(cfg)
+        runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    assert isinstance(runner.optim_wrapper, AmpOptimWrapper)
+    runner.optim_wrapper.loss_scaler = torch.amp.GradScaler('cpu')
+    rec = NormRecorder()
+    runner.register_hook(rec)
+    runner.train()
+    hook = next(h for h in runner.hooks if isinstance(h, WeightRescaleHook))
+    assert hook.steps == 5  # 6 iterations, one skipped step
+    # steps 1, 2 at iters 0, 1; iter 2 skipped; steps 3, 4, 5 at iters 3, 4, 5
+    assert _unit_iters(rec) == [1, 4]
+
+
+def test_window(tmp_path):
+    _, hook, rec = _run(tmp_path, dict(type='WeightRescaleHook', interval=1,
+                                       begin=4, end=8))
+    assert hook.num_rescales == 4
+    assert _unit_iters(rec) == [4, 5, 6, 7]
+
+
+def test_resume_is_bitwise_exact(tmp_path):
+    hook = dict(type='WeightRescaleHook', interval=2)
+    ckpt = dict(logger=dict(type='LoggerHook', interval=1),
+                checkpoint=dict(type='CheckpointHook', interval=3,
+                                by_epoch=False))
+    full = Runner.from_cfg(toy.runner_cfg(tmp_path / 'full', 6, hook=hook,
+                                          default_hooks=ckpt))
+    full.train()
+    resumed = Runner.from_cfg(toy.runner_cfg(
+        tmp_path / 'resumed', 6, hook=hook, default_hooks=ckpt,
+        load_from=str(tmp_path / 'full' / 'iter_3.pth'), resume=True,
+        experiment_name='resumed'))
+    resumed.train()
+    h = next(h for h in resumed.hooks if isinstance(h, WeightRescaleHook))
+    assert h.steps == 6 and h.num_rescales == 3
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match='interval'):
+        WeightRescaleHook(interval=0)
+    with pytest.raises(ValueError, match='end'):
+        WeightRescaleHook(begin=5, end=3)
+    with pytest.raises(ValueError, match='granularity'):
+        WeightRescaleHook(granularity='row')
+    with pytest.raises(ValueError, match='invalid regex'):
+        WeightRescaleHook(include='conv[')
+
+
+def test_pattern_matching_nothing_fails_before_training(tmp_path):
+    runner = Runner.from_cfg(toy.runner_cfg(
+        tmp_path, 2, hook=dict(type='WeightRescaleHook', include='backbone')))
+    with pytest.raises(ValueError, match="include: pattern 'backbone'"):
+        runner.train()
+    assert runner.iter == 0
+
+
+def test_included_non_invariant_weight_is_refused(tmp_path):
+    hook = dict(type='WeightRescaleHook', include=['conv', 'fc'])
+    runner = Runner.from_cfg(toy.runner_cfg(tmp_path, 2, hook=hook))
+    w0 = runner.model.net.fc.weight.detach().clone()
+    with pytest.raises(ValueError, match='net.fc.weight'):
+        runner.train()
+    assert torch.equal(runner.model.net.fc.weight, w0)  # nothing applied
+    hook.update(allow_non_invariant=True, interval=1)
+    forced = Runner.from_cfg(toy.runner_cfg(tmp_path / 'f', 2, hook=hook,
+                                            experiment_name='forced'))
+    forced.train()
+    n = forced.model.net.fc.weight.detach().norm(dim=1)
+    assert torch.allclose(n, torch.ones_like(n), atol=1e-5)
+
+
+def test_no_invariant_weight_warns_and_does_nothing(tmp_path, caplog):
+    cfg = toy.runner_cfg(tmp_path, 3, hook=dict(type='WeightRescaleHook',
+                                                interval=1))
+    runner = Runner.from_cfg(cfg)
+    runner.model.net.bn1.eval = None  # keep attribute lookups sane
+    del runner.model.net.bn1.eval
+    runner.model.net.bn1.track_running_stats = True
+    # freeze BN statistics the way mmdet's norm_eval=True does
+    orig_train = runner.model.train
+
+    def frozen_train(mode=True):
+        orig_train(mode)
+        runner.model.net.bn1.eval()
+        runner.model.net.bn2.eval()
+        return runner.model
+
+    runner.model.train = frozen_train
+    with caplog.at_level(logging.WARNING):
+        runner.train()
+    hook = next(h for h in runner.hooks if isinstance(h, WeightRescaleHook))
+    assert hook.rescaler is None and hook.steps == 3
+    groups = runner.optim_wrapper.optimizer.param_groups
+    assert all(g['weight_decay'] == 5e-4 for g in groups)
+
+
+def test_single_group_optimizer_is_rejected(tmp_path):
+    optim = dict(optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4))
+    runner = Runner.from_cfg(toy.runner_cfg(
+        tmp_path, 2, hook=dict(type='WeightRescaleHook'), optim_wrapper=optim))
+    with pytest.raises(ValueError, match='WRSOptimWrapperConstructor'):
+        runner.train()
+
+
+def test_ddp_two_processes_keep_parameters_identical(tmp_path):
+    script = os.path.join(os.path.dirname(__file__), 'ddp_train.py')
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=os.path.dirname(__file__))
+    subprocess.run([
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+        '--master_port=29517', script, str(tmp_path)
+    ], check=True, env=env, timeout=300)
+    a = torch.load(tmp_path / 'params_rank0.pt')
+    b = torch.load(tmp_path / 'params_rank1.pt')
+    assert a['rescales'] == b['rescales'] == 3
+    for k in a['params']:
+        assert torch.equal(a['params'][k], b['params'][k]), k
+    assert any(not torch.equal(a['buffers'][k], b['buffers'][k])
+               for k in a['buffers'] if 'running_mean' in k), \
+        'ranks saw different data (BN statistics differ)'

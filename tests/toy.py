@@ -1,0 +1,70 @@
+"""A small BN classifier as an mmengine model, for Runner-level hook tests."""
+import copy
+
+import torch
+from mmengine.dataset import BaseDataset
+from mmengine.model import BaseModel
+from mmengine.registry import DATASETS, MODELS
+from torch.nn import functional as F
+
+from conftest import BNNet
+
+
+@MODELS.register_module(force=True)
+class ToyBNClassifier(BaseModel):
+
+    def __init__(self, width=8, inf_at_call=None, data_preprocessor=None):
+        super().__init__(data_preprocessor=data_preprocessor)
+        self.net = BNNet(width)
+        self.inf_at_call = inf_at_call  # make the loss inf at this call
+        self.calls = 0
+
+    def forward(self, inputs, labels, mode='tensor', **kwargs):
+        logits = self.net(inputs)
+        if mode == 'loss':
+            self.calls += 1
+            loss = F.cross_entropy(logits, labels)
+            if self.calls == self.inf_at_call:
+                loss = loss * float('inf')
+            return dict(loss=loss)
+        return logits
+
+
+@DATASETS.register_module(force=True)
+class ToyImages(BaseDataset):
+    """Fixed random images (seeded), labels from the mean colour."""
+
+    def __init__(self, n=32, seed=0, **kwargs):
+        self.n, self.seed = n, seed
+        super().__init__(serialize_data=False, **kwargs)
+
+    def load_data_list(self):
+        g = torch.Generator().manual_seed(self.seed)
+        x = torch.randn(self.n, 3, 8, 8, generator=g)
+        y = (x.mean((1, 2, 3)) * 10).long().clamp(-2, 2) + 2
+        return [dict(inputs=x[i], labels=y[i]) for i in range(self.n)]
+
+
+def runner_cfg(work_dir, max_iters=10, hook=None, optim=None, **kw):
+    cfg = dict(
+        model=dict(type='ToyBNClassifier'),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=dict(type='ToyImages'),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate'),
+            batch_size=4, num_workers=0),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        optim_wrapper=optim or dict(
+            optimizer=dict(type='SGD', lr=0.1, momentum=0.9,
+                           weight_decay=5e-4),
+            constructor='WRSOptimWrapperConstructor'),
+        custom_hooks=[hook] if hook else [],
+        default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
+                           checkpoint=dict(type='CheckpointHook',
+                                           interval=1000)),
+        randomness=dict(seed=0),
+        experiment_name=f'toy_{id(work_dir)}_{max_iters}',
+    )
+    cfg.update(kw)
+    return copy.deepcopy(cfg)
