@@ -1,0 +1,108 @@
+"""Real mmdet / mmseg models built from their installed configs (no pretrained
+weights) and one real training batch from ``../shared/data/coco_tiny``."""
+import os
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import init_default_scope
+
+from conftest import SHARED
+
+COCO = os.path.join(SHARED, 'coco_tiny') + '/'
+
+
+def cfg_path(config: str) -> str:
+    """``mmdet::x`` / ``mmseg::x`` -> the installed config file."""
+    if '::' not in config:
+        return config
+    pkg, rel = config.split('::')
+    return os.path.join(os.path.dirname(__import__(pkg).__file__), '.mim',
+                        'configs', rel)
+
+
+def no_pretrained(model_cfg):
+    """Drop ImageNet / open-mmlab init checkpoints (no downloads here)."""
+    for part in ('backbone', 'neck'):
+        sub = model_cfg.get(part)
+        if isinstance(sub, dict):
+            sub.pop('init_cfg', None)
+    return model_cfg
+
+
+def det_model_and_loss(config: str, size=192, batch=2, with_mask=False,
+                       model_overrides=None):
+    """Build the detector of ``config`` (an ``mmdet::`` path or an absolute
+    one) and a callable returning its training loss on real COCO images."""
+    from mmdet.registry import DATASETS, MODELS
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(cfg_path(config))
+    if model_overrides:
+        cfg.merge_from_dict({'model.' + k: v
+                             for k, v in model_overrides.items()})
+    model_cfg = no_pretrained(cfg.model)
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    dataset = DATASETS.build(dict(
+        type='CocoDataset', data_root=COCO,
+        ann_file='annotations/instances_train2017.json',
+        data_prefix=dict(img='train2017/'),
+        filter_cfg=dict(filter_empty_gt=True, min_size=32),
+        pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', with_bbox=True, with_mask=with_mask),
+            dict(type='Resize', scale=(size, size), keep_ratio=True),
+            dict(type='PackDetInputs')
+        ]))
+    data = pseudo_collate([dataset[i] for i in range(batch)])
+    model.train()
+
+    def loss():
+        batch_data = model.data_preprocessor(data, True)
+        return model.parse_losses(model(**batch_data, mode='loss'))[0]
+
+    return model, loss
+
+
+def seg_model_and_loss(config: str, size=64, batch=2):
+    """The segmentor of ``config`` (SyncBN reverted to BN) and its loss on
+    real COCO images whose instance masks are rasterised to 21 labels."""
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+    from mmengine.structures import PixelData
+    from pycocotools.coco import COCO as CocoApi
+    import cv2
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(cfg_path(config))
+    cfg.model.pretrained = None
+    cfg.model.data_preprocessor.size = (size, size)
+    torch.manual_seed(0)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model.init_weights()
+    api = CocoApi(COCO + 'annotations/instances_train2017.json')
+    imgs, samples = [], []
+    for img_id in sorted(api.getImgIds())[:batch]:
+        info = api.loadImgs(img_id)[0]
+        img = cv2.imread(COCO + 'train2017/' + info['file_name'])
+        label = np.zeros(img.shape[:2], np.uint8)
+        for ann in api.loadAnns(api.getAnnIds(imgIds=img_id, iscrowd=False)):
+            label[api.annToMask(ann) > 0] = ann['category_id'] % 20 + 1
+        img = cv2.resize(img, (size, size))
+        label = cv2.resize(label, (size, size), interpolation=cv2.INTER_NEAREST)
+        imgs.append(torch.from_numpy(img).permute(2, 0, 1).contiguous())
+        s = SegDataSample()
+        s.gt_sem_seg = PixelData(data=torch.from_numpy(label)[None].long())
+        s.set_metainfo(dict(img_shape=(size, size), ori_shape=(size, size),
+                            pad_shape=(size, size)))
+        samples.append(s)
+    data = dict(inputs=imgs, data_samples=samples)
+    model.train()
+
+    def loss():
+        batch_data = model.data_preprocessor(data, True)
+        return model.parse_losses(model(**batch_data, mode='loss'))[0]
+
+    return model, loss
