@@ -9,7 +9,7 @@ for each weight vector w_j the network output is invariant to (an output channel
 for BatchNorm / weight standardisation, a group of channels for GroupNorm, the
 whole tensor for LayerNorm). The operation is batched: all weights of one device
 and dtype are packed into a flat buffer, one norm kernel runs per distinct row
-length, and the result is written back with one foreach copy.
+length, and the weights are scaled in place by one broadcasting foreach multiply.
 """
 from dataclasses import dataclass
 from typing import Sequence
@@ -66,17 +66,11 @@ class WeightRescaler:
         ]).tolist()  # the only host sync
         if not summary[0]:
             self._raise_non_finite(work)
-        for bucket, flat, norms in work:
+        for bucket, _, norms in work:
             scale = torch.where(norms > 0, norms.reciprocal(),
                                 torch.ones_like(norms))
-            for m, s in zip(bucket.matrices(flat),
-                            scale.split([(b - a) // L
-                                         for a, b, L in bucket.segments])):
-                if m.dtype == torch.float32:
-                    m.mul_(s[:, None])
-                else:
-                    m.copy_(m.float() * s[:, None])
-            bucket.scatter_(flat)
+            # one foreach kernel; low-precision weights are multiplied in fp32
+            torch._foreach_mul_(bucket.params, bucket.row_views(scale))
         return RescaleStats(norm_mean=summary[2], norm_min=summary[3],
                             norm_max=summary[4], zero_rows=int(summary[1]),
                             rows=all_norms.numel())

@@ -41,6 +41,7 @@ class Bucket:
     segments: List[Tuple[int, int, int]] = field(default_factory=list)
     numels: List[int] = field(default_factory=list)
     row_offsets: List[int] = field(default_factory=list)
+    _scratch: dict = field(default_factory=dict)
 
     def __post_init__(self):
         start = rows = 0
@@ -61,10 +62,36 @@ class Bucket:
     def params(self) -> List[torch.Tensor]:
         return [e.param for e in self.entries]
 
-    def gather(self, tensors: Sequence[torch.Tensor] = None) -> torch.Tensor:
-        """One flat copy of the parameters (or of ``tensors`` shaped like them)."""
-        tensors = self.params if tensors is None else tensors
-        return torch.cat([t.reshape(-1) for t in tensors])
+    def scratch(self, key: str, dtype: torch.dtype) -> torch.Tensor:
+        """A flat buffer of the bucket's size. On CPU it is kept between calls:
+        a fresh large allocation there costs page faults on every call (the
+        CUDA caching allocator already reuses its blocks)."""
+        device = self.entries[0].param.device
+        buf = self._scratch.get(key)
+        if buf is None or buf.dtype != dtype:
+            buf = torch.empty(sum(self.numels), dtype=dtype, device=device)
+            if device.type == 'cpu':
+                self._scratch[key] = buf
+        return buf
+
+    def gather(self) -> torch.Tensor:
+        """One flat copy of the parameters (in a scratch buffer)."""
+        out = self.scratch('gather', self.entries[0].param.dtype)
+        return torch.cat([e.param.detach().reshape(-1) for e in self.entries],
+                         out=out)
+
+    def row_views(self, per_row: torch.Tensor) -> List[torch.Tensor]:
+        """``per_row`` (one value per row, in entry order) as one tensor per
+        parameter that broadcasts against it (a group's value repeated over
+        its channels)."""
+        out = []
+        for v, e in zip(per_row.split([e.rows for e in self.entries]),
+                        self.entries):
+            channels = e.param.shape[0]
+            if e.rows not in (1, channels):
+                v = v.repeat_interleave(channels // e.rows)
+            out.append(v.view((-1, ) + (1, ) * (e.param.dim() - 1)))
+        return out
 
     def matrices(self, flat: torch.Tensor):
         """``(R, L)`` views of ``flat``, one per run of equal row length."""
@@ -74,10 +101,6 @@ class Bucket:
         """``flat`` split back into tensors shaped like the parameters."""
         return [c.view(e.param.shape)
                 for c, e in zip(flat.split(self.numels), self.entries)]
-
-    def scatter_(self, flat: torch.Tensor) -> None:
-        """Write ``flat`` back into the parameters (one foreach kernel)."""
-        torch._foreach_copy_(self.params, self.chunks(flat))
 
     def owner_of_row(self, row: int) -> RowEntry:
         for e, off in zip(reversed(self.entries), reversed(self.row_offsets)):
