@@ -1,6 +1,5 @@
 """WeightRescaleHook and the decay split through the real mmengine Runner."""
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -194,29 +193,43 @@ def test_included_non_invariant_weight_is_refused(tmp_path):
     assert torch.allclose(n, torch.ones_like(n), atol=1e-5)
 
 
-def test_no_invariant_weight_warns_and_does_nothing(tmp_path, caplog):
+def test_no_invariant_weight_warns_and_does_nothing(tmp_path):
     cfg = toy.runner_cfg(tmp_path, 3, hook=dict(type='WeightRescaleHook',
                                                 interval=1))
     runner = Runner.from_cfg(cfg)
-    runner.model.net.bn1.eval = None  # keep attribute lookups sane
-    del runner.model.net.bn1.eval
-    runner.model.net.bn1.track_running_stats = True
-    # freeze BN statistics the way mmdet's norm_eval=True does
-    orig_train = runner.model.train
+    net = runner.model.net
+    train = runner.model.train
 
-    def frozen_train(mode=True):
-        orig_train(mode)
-        runner.model.net.bn1.eval()
-        runner.model.net.bn2.eval()
+    def frozen_bn_train(mode=True):  # what mmdet's norm_eval=True does
+        train(mode)
+        net.bn1.eval()
+        net.bn2.eval()
         return runner.model
 
-    runner.model.train = frozen_train
-    with caplog.at_level(logging.WARNING):
-        runner.train()
+    runner.model.train = frozen_bn_train
+    runner.train()
     hook = next(h for h in runner.hooks if isinstance(h, WeightRescaleHook))
     assert hook.rescaler is None and hook.steps == 3
     groups = runner.optim_wrapper.optimizer.param_groups
     assert all(g['weight_decay'] == 5e-4 for g in groups)
+    log = open(os.path.join(runner.log_dir,
+                            f'{runner.timestamp}.log')).read()
+    assert 'WARNING - WeightRescaleHook: the model has no scale-invariant' \
+        in log
+    assert "in eval mode (frozen running statistics" in log
+
+
+def test_registered_for_mmdet_and_mmseg_scopes():
+    from mmdet.registry import HOOKS as DET_HOOKS
+    from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS as DET_CONS
+    from mmseg.registry import HOOKS as SEG_HOOKS
+    from mmengine.registry import DefaultScope
+    for scope, hooks in (('mmdet', DET_HOOKS), ('mmseg', SEG_HOOKS)):
+        with DefaultScope.overwrite_default_scope(scope):
+            hook = hooks.build(dict(type='WeightRescaleHook', interval=3))
+            assert isinstance(hook, WeightRescaleHook) and hook.interval == 3
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        assert DET_CONS.get('WRSOptimWrapperConstructor') is not None
 
 
 def test_single_group_optimizer_is_rejected(tmp_path):

@@ -81,27 +81,20 @@ def shifted_lp_grad(rows: torch.Tensor, eps: float, p: float = 2.,
     return coef[:, None] * g + mu
 
 
-def _scaled_grad(out: torch.Tensor, rows: torch.Tensor, coef: torch.Tensor,
-                 eps: float, p: float, standardized: bool) -> None:
-    """``out <- coef[:, None] * shifted_lp_grad(rows)``, for p = 2 in one pass
-    over the weights: ``a * w + b`` with ``a = coef (1 - eps/n)``, ``b = 0``
-    (plain, n = ||w||) or ``a = coef (1 - eps/s)``, ``b = coef eps mu / s``
-    (weight-standardised, s = unbiased std)."""
-    if p != 2:
-        torch.mul(shifted_lp_grad(rows, eps, p, standardized), coef[:, None],
-                  out=out)
-        return
+def _affine_p2(rows: torch.Tensor, coef: torch.Tensor, eps: float,
+               standardized: bool):
+    """For p = 2, ``coef * dR/dw_j = a_j * w_j + b_j`` per row:
+    ``a = coef (1 - eps/||w||)``, ``b = 0`` (plain) or ``a = coef (1 - eps/s)``,
+    ``b = coef eps mu / s`` (weight-standardised, s = unbiased std). Zero rows
+    get ``a = 0`` (and ``b = coef mu``)."""
     x = rows.float()
     zero = torch.zeros_like(coef)
     if not standardized:
         n = torch.linalg.vector_norm(x, dim=1)
-        torch.mul(x, torch.where(n > 0, coef * (1 - eps / n), zero)[:, None],
-                  out=out)
-        return
+        return torch.where(n > 0, coef * (1 - eps / n), zero), None
     s, mu = torch.std_mean(x, dim=1)
-    a = torch.where(s > 0, coef * (1 - eps / s), zero)
-    b = torch.where(s > 0, coef * eps * mu / s, coef * mu)
-    torch.addcmul(b[:, None], x, a[:, None], out=out)
+    return (torch.where(s > 0, coef * (1 - eps / s), zero),
+            torch.where(s > 0, coef * eps * mu / s, coef * mu))
 
 
 @dataclass
@@ -173,17 +166,45 @@ class ShiftedLpRegularizer:
             first += n
             flat = bucket.gather()
             coef = coef.to(flat.device)
-            delta = bucket.scratch('delta', torch.float32)
             seg_rows = [(b - a) // L for a, b, L in bucket.segments]
-            for m, c, out in zip(bucket.matrices(flat), coef.split(seg_rows),
-                                 bucket.matrices(delta)):
-                _scaled_grad(out, m, c, self.eps, self.p,
-                             bucket.entries[0].tag)
-            if self.mode == 'coupled':
-                pairs = [(e.param.grad, d)
-                         for e, d in zip(bucket.entries, bucket.chunks(delta))
-                         if e.param.grad is not None]
-                if pairs:
-                    torch._foreach_add_(*map(list, zip(*pairs)))
+            standardized = bucket.entries[0].tag
+            if self.p == 2:
+                self._step_p2(bucket, flat, coef.split(seg_rows), standardized)
             else:
-                torch._foreach_sub_(bucket.params, bucket.chunks(delta))
+                self._step_general(bucket, flat, coef.split(seg_rows),
+                                   standardized)
+
+    def _step_p2(self, bucket, flat, coefs, standardized) -> None:
+        """One broadcasting foreach pass over the weights (no delta buffer)."""
+        ab = [_affine_p2(m, c, self.eps, standardized)
+              for m, c in zip(bucket.matrices(flat), coefs)]
+        a = bucket.row_views(torch.cat([x for x, _ in ab]))
+        b = bucket.row_views(torch.cat([y for _, y in ab])) \
+            if standardized else None
+        params = bucket.params
+        if self.mode == 'coupled':
+            keep = [i for i, p in enumerate(params) if p.grad is not None]
+            grads = [params[i].grad for i in keep]
+            torch._foreach_addcmul_(grads, [params[i] for i in keep],
+                                    [a[i] for i in keep])
+            if b is not None:
+                torch._foreach_add_(grads, [b[i] for i in keep])
+        else:  # w <- w - (a w + b)  (a, b already include lr * lambda)
+            torch._foreach_mul_(params, [1 - x for x in a])
+            if b is not None:
+                torch._foreach_sub_(params, b)
+
+    def _step_general(self, bucket, flat, coefs, standardized) -> None:
+        delta = bucket.scratch('delta', torch.float32)
+        for m, c, out in zip(bucket.matrices(flat), coefs,
+                             bucket.matrices(delta)):
+            torch.mul(shifted_lp_grad(m, self.eps, self.p, standardized),
+                      c[:, None], out=out)
+        if self.mode == 'coupled':
+            pairs = [(e.param.grad, d)
+                     for e, d in zip(bucket.entries, bucket.chunks(delta))
+                     if e.param.grad is not None]
+            if pairs:
+                torch._foreach_add_(*map(list, zip(*pairs)))
+        else:
+            torch._foreach_sub_(bucket.params, bucket.chunks(delta))
