@@ -1,0 +1,183 @@
+"""Shrink a shipped config to a few CPU iterations on ``../shared/data`` and
+train + evaluate it through the real Runner. Used by ``test_configs.py``."""
+import json
+import os
+
+import cv2
+import numpy as np
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from conftest import SHARED
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COCO = os.path.join(SHARED, 'coco_tiny') + '/'
+# COCO category name -> PASCAL VOC class index (all 20 VOC classes exist in COCO)
+VOC_FROM_COCO = {
+    'airplane': 1, 'bicycle': 2, 'bird': 3, 'boat': 4, 'bottle': 5, 'bus': 6,
+    'car': 7, 'cat': 8, 'chair': 9, 'cow': 10, 'dining table': 11, 'dog': 12,
+    'horse': 13, 'motorcycle': 14, 'person': 15, 'potted plant': 16,
+    'sheep': 17, 'couch': 18, 'train': 19, 'tv': 20
+}
+RANDOM_AUG = ('Expand', 'MinIoURandomCrop', 'RandomFlip',
+              'PhotoMetricDistortion', 'RandomCrop')
+
+
+def all_configs():
+    out = []
+    for d, _, files in os.walk(os.path.join(ROOT, 'configs')):
+        out += [os.path.relpath(os.path.join(d, f), ROOT) for f in files
+                if f.endswith('.py') and '_base_' not in d]
+    return sorted(out)
+
+
+def _shrink_pipeline(pipeline, size):
+    """Deterministic and small: random augmentations out, scales to size."""
+    out = []
+    for t in pipeline:
+        if t['type'] in RANDOM_AUG:
+            continue
+        t = dict(t)
+        if t['type'] == 'RandomResize':
+            t = dict(type='Resize', scale=(size, size), keep_ratio=True)
+        elif 'scale' in t:
+            t['scale'] = (size, size)
+        if t['type'] == 'Pad':
+            t['size'] = (size, size)
+        out.append(t)
+    return out
+
+
+def _common(cfg, work_dir, epochs_or_iters):
+    cfg.work_dir = str(work_dir)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.pop('visualization', None)
+    cfg.param_scheduler = []  # constant lr: a few steps must make progress
+    cfg.randomness = dict(seed=0)
+    for hook in cfg.get('custom_hooks', []):
+        if hook['type'] == 'WeightRescaleHook':
+            hook['interval'] = 2  # act within the few iterations
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dl = cfg[key]
+        dl.num_workers = 0
+        dl.persistent_workers = False
+        dl.batch_size = 2 if key == 'train_dataloader' else 1
+        dl.pop('batch_sampler', None)
+        dl.sampler = dict(type='DefaultSampler', shuffle=False) if \
+            key != 'train_dataloader' or 'max_epochs' in cfg.train_cfg else \
+            dict(type='InfiniteSampler', shuffle=False)
+
+
+def shrink_det(cfg: Config, work_dir, size=128, epochs=4, depth=None):
+    """COCO detector: 2 train images (1 iteration / epoch), 2 val images."""
+    _common(cfg, work_dir, epochs)
+    cfg.model.backbone.init_cfg = None
+    if depth:
+        cfg.model.backbone.depth = depth
+    for key, split in (('train_dataloader', 'train'), ('val_dataloader', 'val'),
+                       ('test_dataloader', 'val')):
+        ds = cfg[key].dataset
+        ds.data_root = COCO
+        ds.ann_file = f'annotations/instances_{split}2017.json'
+        ds.data_prefix = dict(img=f'{split}2017/')
+        ds.indices = 2
+        ds.pipeline = _shrink_pipeline(ds.pipeline, size)
+    for key in ('val_evaluator', 'test_evaluator'):
+        cfg[key].ann_file = COCO + 'annotations/instances_val2017.json'
+    _all_scores(cfg.model.get('test_cfg'))
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
+                                        interval=epochs)
+    return cfg
+
+
+def make_voc_from_coco(out_dir, n_train=4, n_val=2, size=96):
+    """A PASCAL-VOC-layout segmentation set from coco_tiny's real images,
+    their instance masks rasterised into the 20 VOC classes (0 background)."""
+    from pycocotools.coco import COCO as CocoApi
+    for sub in ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation'):
+        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+    for split, n in (('train', n_train), ('val', n_val)):
+        api = CocoApi(f'{COCO}annotations/instances_{split}2017.json')
+        cats = {c['id']: VOC_FROM_COCO.get(c['name'], 0)
+                for c in api.loadCats(api.getCatIds())}
+        ids = []
+        for img_id in sorted(api.getImgIds()):
+            anns = api.loadAnns(api.getAnnIds(imgIds=img_id, iscrowd=False))
+            if not any(cats[a['category_id']] for a in anns):
+                continue
+            info = api.loadImgs(img_id)[0]
+            img = cv2.imread(f"{COCO}{split}2017/{info['file_name']}")
+            label = np.zeros(img.shape[:2], np.uint8)
+            for a in sorted(anns, key=lambda a: -a['area']):
+                if cats[a['category_id']]:
+                    label[api.annToMask(a) > 0] = cats[a['category_id']]
+            name = f'{split}_{img_id:012d}'
+            cv2.imwrite(os.path.join(out_dir, 'JPEGImages', name + '.jpg'),
+                        cv2.resize(img, (size, size)))
+            cv2.imwrite(os.path.join(out_dir, 'SegmentationClass', name +
+                                     '.png'),
+                        cv2.resize(label, (size, size),
+                                   interpolation=cv2.INTER_NEAREST))
+            ids.append(name)
+            if len(ids) == n:
+                break
+        with open(os.path.join(out_dir, 'ImageSets/Segmentation',
+                               split + '.txt'), 'w') as f:
+            f.write('\n'.join(ids) + '\n')
+    return out_dir
+
+
+def shrink_seg(cfg: Config, work_dir, voc_root, size=64, iters=4, depth=50):
+    """mmseg segmentor on the VOC-format set: a few iterations."""
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters)
+    _common(cfg, work_dir, iters)
+    cfg.model.pretrained = None
+    cfg.model.backbone.depth = depth
+    cfg.model.data_preprocessor.size = (size, size)
+    cfg.data_preprocessor = cfg.model.data_preprocessor
+    for key, split in (('train_dataloader', 'train'), ('val_dataloader', 'val'),
+                       ('test_dataloader', 'val')):
+        base = cfg[key].dataset
+        pipeline = base.pipeline if 'pipeline' in base else \
+            base.datasets[0].pipeline
+        cfg[key].dataset = dict(
+            type='PascalVOCDataset', data_root=voc_root,
+            data_prefix=dict(img_path='JPEGImages',
+                             seg_map_path='SegmentationClass'),
+            ann_file=f'ImageSets/Segmentation/{split}.txt',
+            pipeline=_shrink_pipeline(pipeline, size))
+        if key != 'train_dataloader':
+            cfg[key].dataset.pipeline = [
+                t for t in cfg[key].dataset.pipeline if t['type'] !=
+                'TestTimeAug']
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
+                                        interval=iters)
+    return cfg
+
+
+def _all_scores(cfg_node) -> None:
+    """Score thresholds to 0 so that a detector trained for a few iterations
+    still outputs boxes for the metric to evaluate."""
+    if isinstance(cfg_node, dict):
+        for k, v in cfg_node.items():
+            if k in ('score_thr', 'conf_thr'):
+                cfg_node[k] = 0.
+            else:
+                _all_scores(v)
+    elif isinstance(cfg_node, (list, tuple)):
+        for v in cfg_node:
+            _all_scores(v)
+
+
+def train_and_test(cfg: Config):
+    """Train, then evaluate with the config's test evaluator (no validation
+    during training). Returns the runner, the training losses and metrics."""
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    losses = list(runner.message_hub.get_scalar('train/loss').data[0])
+    metrics = runner.test()
+    with open(os.path.join(cfg.work_dir, 'metrics.json'), 'w') as f:
+        json.dump(metrics, f, default=float)
+    return runner, losses, metrics

@@ -1,0 +1,114 @@
+"""Every shipped config is built, trained for a few iterations on CPU on real
+data (coco_tiny, or a VOC-format set made from it) and evaluated with its
+real metric. A config without an entry in CONFIGS fails the suite."""
+import os
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+import config_runs as C
+from wrs_mm.engine import WeightRescaleHook
+
+# config -> (task, what it regularizes with)
+CONFIGS = {
+    'configs/yolov3/yolov3_d53-bn_wd_1xb8-ms-320-640-100e-cos_coco.py':
+    ('det', 'wd'),
+    'configs/yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py':
+    ('det', 'wrs'),
+    'configs/faster_rcnn/faster-rcnn_r50_fpn_gn-ws-all_wd_1x_coco.py':
+    ('det', 'wd'),
+    'configs/faster_rcnn/faster-rcnn_r50_fpn_gn-ws-all_shifted-l2_1x_coco.py':
+    ('det', 'shifted'),
+    'configs/faster_rcnn/faster-rcnn_r50_fpn_gn-ws-all_wrs-tau10_1x_coco.py':
+    ('det', 'wrs'),
+    'configs/cascade_rcnn/cascade-rcnn_r50_fpn_gn-ws-all_wd_20e_coco.py':
+    ('det', 'wd'),
+    'configs/cascade_rcnn/cascade-rcnn_r50_fpn_gn-ws-all_shifted-l2_20e_coco.py':
+    ('det', 'shifted'),
+    'configs/cascade_rcnn/cascade-rcnn_r50_fpn_gn-ws-all_wrs-tau10_20e_coco.py':
+    ('det', 'wrs'),
+    'configs/cascade_rcnn/cascade-rcnn_r101_fpn_gn-ws-all_wd_20e_coco.py':
+    ('det', 'wd'),
+    'configs/cascade_rcnn/cascade-rcnn_r101_fpn_gn-ws-all_shifted-l2_20e_coco.py':
+    ('det', 'shifted'),
+    'configs/mask_rcnn/mask-rcnn_r50_fpn_gn-ws-all_wd_2x_coco.py':
+    ('det', 'wd'),
+    'configs/mask_rcnn/mask-rcnn_r50_fpn_gn-ws-all_shifted-l2_2x_coco.py':
+    ('det', 'shifted'),
+    'configs/mask_rcnn/mask-rcnn_r50_fpn_gn-ws-all_wrs-tau10_2x_coco.py':
+    ('det', 'wrs'),
+    'configs/deeplabv3/deeplabv3_r101-d16_adamw-wd_2xb5-55k_voc12aug-512x512.py':
+    ('seg', 'wd'),
+    'configs/deeplabv3/deeplabv3_r101-d16_adamw-wrs-tau10_2xb5-55k_voc12aug-512x512.py':
+    ('seg', 'wrs'),
+}
+
+
+def test_every_config_has_a_test():
+    assert C.all_configs() == sorted(CONFIGS)
+
+
+@pytest.fixture(scope='module')
+def voc_root(tmp_path_factory):
+    return C.make_voc_from_coco(str(tmp_path_factory.mktemp('voc')))
+
+
+@pytest.mark.parametrize('config', [c for c in CONFIGS if 'r101' in c])
+def test_shipped_r101_models_build(config):
+    """The trained runs below use depth 50 for R-101 configs; the real
+    R-101 model of each is built here."""
+    from mmengine.registry import MODELS
+    cfg = Config.fromfile(os.path.join(C.ROOT, config))
+    init_default_scope(cfg.default_scope)
+    cfg.model.pop('pretrained', None)
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    assert len(model.backbone.layer3) == 23  # ResNet-101
+
+
+@pytest.mark.parametrize('config', list(CONFIGS))
+def test_config_trains_and_evaluates(config, tmp_path, request):
+    task, reg = CONFIGS[config]
+    cfg = Config.fromfile(os.path.join(C.ROOT, config))
+    assert 'wrs_mm' in cfg.custom_imports['imports']
+    if task == 'det':
+        C.shrink_det(cfg, tmp_path, depth=50 if 'r101' in config else None)
+    else:
+        C.shrink_seg(cfg, tmp_path, request.getfixturevalue('voc_root'))
+    runner, losses, metrics = C.train_and_test(cfg)
+
+    assert len(losses) == 4 and all(map(lambda x: x == x and abs(x) < 1e6,
+                                        losses))
+    assert losses[-1] < losses[0], losses
+    ckpt = 'epoch_4.pth' if task == 'det' else 'iter_4.pth'
+    assert os.path.isfile(os.path.join(tmp_path, ckpt))
+    keys = {'det': ['coco/bbox_mAP', 'coco/bbox_mAP_50'],
+            'seg': ['mIoU', 'aAcc']}[task]
+    if 'mask-rcnn' in config:
+        keys.append('coco/segm_mAP')
+    assert all(k in metrics for k in keys), metrics
+
+    groups = runner.optim_wrapper.optimizer.param_groups
+    roles = [g.get('wrs_mm') for g in groups]
+    hooks = [h for h in runner.hooks if isinstance(h, WeightRescaleHook)]
+    if reg == 'wrs':
+        hook, = hooks
+        assert hook.rescaler is not None and len(hook.rescaler) > 0
+        assert hook.num_rescales == 2  # tau=2 in the test, 4 steps
+        params = dict(runner.model.named_parameters())
+        for e in hook.rescaler.pack.entries:  # last step was a rescale
+            norms = params[e.name].detach().reshape(e.rows, -1).norm(dim=1)
+            assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4)
+            assert e.name in [g['param_name'] for g in groups
+                              if g['weight_decay'] == 0]
+        assert os.path.isfile(os.path.join(tmp_path, 'wrs_invariance.json'))
+    elif reg == 'shifted':
+        shifted = [g for g in groups if g.get('wrs_mm') == 'shifted_lp']
+        assert shifted and all(g['weight_decay'] == 0 for g in shifted)
+        assert all(g['params'][0].dim() == 4 for g in shifted)  # WS convs
+        assert not hooks
+    else:
+        assert not hooks and not any(roles)
+        assert groups[0]['weight_decay'] > 0
