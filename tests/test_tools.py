@@ -1,0 +1,79 @@
+"""tools/train.py, tools/test.py and tools/dist_train.sh on a real config
+(YOLOv3 + WRS, shrunk to CPU size) as a user runs them."""
+import os
+import pickle
+import subprocess
+import sys
+
+import torch
+from mmengine.config import Config
+
+import config_runs as C
+
+CONFIG = 'configs/yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py'
+
+
+def _env():
+    return dict(os.environ, OMP_NUM_THREADS='1',
+                PATH=os.path.dirname(sys.executable) + os.pathsep +
+                os.environ['PATH'])
+
+
+def _shrunk_config(tmp_path, epochs):
+    cfg = Config.fromfile(os.path.join(C.ROOT, CONFIG))
+    C.shrink_det(cfg, tmp_path / 'unused', epochs=epochs)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    path = str(tmp_path / 'shrunk.py')
+    cfg.dump(path)
+    return path
+
+
+def _run(args, cwd):
+    subprocess.run(args, check=True, cwd=cwd, env=_env(), timeout=600,
+                   stdout=subprocess.DEVNULL)
+
+
+def _weights(path):
+    return torch.load(path, map_location='cpu',
+                      weights_only=False)['state_dict']
+
+
+def test_train_resume_and_test(tmp_path):
+    cfg = _shrunk_config(tmp_path, epochs=4)
+    full, resumed = tmp_path / 'full', tmp_path / 'resumed'
+    _run([sys.executable, 'tools/train.py', cfg, '--work-dir', str(full)],
+         C.ROOT)
+    # resume from epoch 2 of the same run into another work dir
+    _run([sys.executable, 'tools/train.py', cfg, '--work-dir', str(resumed),
+          '--resume', str(full / 'epoch_2.pth')], C.ROOT)
+    a, b = _weights(full / 'epoch_4.pth'), _weights(resumed / 'epoch_4.pth')
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # auto-resume from the latest checkpoint of the work dir (nothing left)
+    _run([sys.executable, 'tools/train.py', cfg, '--work-dir', str(full),
+          '--resume'], C.ROOT)
+    out = tmp_path / 'preds.pkl'
+    _run([sys.executable, 'tools/test.py', cfg, str(full / 'epoch_4.pth'),
+          '--work-dir', str(tmp_path / 'test'), '--out', str(out)], C.ROOT)
+    with open(out, 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 2 and 'pred_instances' in preds[0]
+
+
+def test_dist_train_two_processes(tmp_path):
+    cfg = _shrunk_config(tmp_path, epochs=2)
+    work = tmp_path / 'dist'
+    env = _env()
+    env['PORT'] = '29531'
+    subprocess.run(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir',
+                    str(work)], check=True, cwd=C.ROOT, env=env, timeout=600,
+                   stdout=subprocess.DEVNULL)
+    assert (work / 'epoch_2.pth').is_file()
+    assert (work / 'wrs_invariance.json').is_file()
+    logs = [f for d in work.iterdir() if d.is_dir()
+            for f in d.glob('*.log')]
+    text = logs[0].read_text()
+    assert 'Distributed training: True' in text and 'GPU number: 2' in text
+    assert 'WeightRescaleHook: rescaling' in text
