@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test bench
+.PHONY: install test bench demo
 install:
 	bash tools/install.sh $(VENV)
 
@@ -10,3 +10,6 @@ test: install
 
 bench: install
 	$(PY) benchmarks/bench_wrs.py
+
+demo: install
+	$(PY) tools/demo.py --work-dir work_dirs/demo

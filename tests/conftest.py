@@ -9,8 +9,8 @@ from torch import nn
 os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
 torch.set_num_threads(2)
 
-SHARED = os.path.abspath(
-    os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data'))
+SHARED = os.environ.get('WRS_MM_DATA', os.path.abspath(
+    os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data')))
 
 
 class BNNet(nn.Module):

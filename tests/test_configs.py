@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-import config_runs as C
+from wrs_mm import small_scale as C
 from wrs_mm.engine import WeightRescaleHook
 
 # config -> (task, what it regularizes with)

@@ -8,7 +8,7 @@ import sys
 import torch
 from mmengine.config import Config
 
-import config_runs as C
+from wrs_mm import small_scale as C
 
 CONFIG = 'configs/yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py'
 

@@ -1,5 +1,11 @@
-"""Shrink a shipped config to a few CPU iterations on ``../shared/data`` and
-train + evaluate it through the real Runner. Used by ``test_configs.py``."""
+"""Run the shipped configs at CPU scale on the small real data sets: shrink a
+config (small images, few images and iterations, constant lr, no pretrained
+weights, deterministic pipeline), train and evaluate it through the real
+mmengine Runner. Used by the tests and by ``tools/demo.py``.
+
+The data lives in ``$WRS_MM_DATA`` (default: ``../shared/data`` next to the
+repository): ``coco_tiny/`` in the COCO layout.
+"""
 import json
 import os
 
@@ -8,10 +14,10 @@ import numpy as np
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from conftest import SHARED
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COCO = os.path.join(SHARED, 'coco_tiny') + '/'
+DATA = os.environ.get('WRS_MM_DATA',
+                      os.path.join(os.path.dirname(ROOT), 'shared', 'data'))
+COCO = os.path.join(DATA, 'coco_tiny') + '/'
 # COCO category name -> PASCAL VOC class index (all 20 VOC classes exist in COCO)
 VOC_FROM_COCO = {
     'airplane': 1, 'bicycle': 2, 'bird': 3, 'boat': 4, 'bottle': 5, 'bus': 6,
@@ -48,7 +54,7 @@ def _shrink_pipeline(pipeline, size):
     return out
 
 
-def _common(cfg, work_dir, epochs_or_iters):
+def _common(cfg, work_dir, batch_size=2):
     cfg.work_dir = str(work_dir)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.default_hooks.pop('visualization', None)
@@ -61,16 +67,18 @@ def _common(cfg, work_dir, epochs_or_iters):
         dl = cfg[key]
         dl.num_workers = 0
         dl.persistent_workers = False
-        dl.batch_size = 2 if key == 'train_dataloader' else 1
+        dl.batch_size = batch_size if key == 'train_dataloader' else 1
         dl.pop('batch_sampler', None)
         dl.sampler = dict(type='DefaultSampler', shuffle=False) if \
             key != 'train_dataloader' or 'max_epochs' in cfg.train_cfg else \
             dict(type='InfiniteSampler', shuffle=False)
 
 
-def shrink_det(cfg: Config, work_dir, size=128, epochs=4, depth=None):
-    """COCO detector: 2 train images (1 iteration / epoch), 2 val images."""
-    _common(cfg, work_dir, epochs)
+def shrink_det(cfg: Config, work_dir, size=128, epochs=4, depth=None,
+               images=2, batch_size=2):
+    """COCO detector: ``images`` train and val images of coco_tiny (``None``:
+    all 80), ``batch_size`` per iteration, ``epochs`` epochs."""
+    _common(cfg, work_dir, batch_size)
     cfg.model.backbone.init_cfg = None
     if depth:
         cfg.model.backbone.depth = depth
@@ -80,7 +88,7 @@ def shrink_det(cfg: Config, work_dir, size=128, epochs=4, depth=None):
         ds.data_root = COCO
         ds.ann_file = f'annotations/instances_{split}2017.json'
         ds.data_prefix = dict(img=f'{split}2017/')
-        ds.indices = 2
+        ds.indices = images
         ds.pipeline = _shrink_pipeline(ds.pipeline, size)
     for key in ('val_evaluator', 'test_evaluator'):
         cfg[key].ann_file = COCO + 'annotations/instances_val2017.json'
@@ -131,7 +139,7 @@ def make_voc_from_coco(out_dir, n_train=4, n_val=2, size=96):
 def shrink_seg(cfg: Config, work_dir, voc_root, size=64, iters=4, depth=50):
     """mmseg segmentor on the VOC-format set: a few iterations."""
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters)
-    _common(cfg, work_dir, iters)
+    _common(cfg, work_dir)
     cfg.model.pretrained = None
     cfg.model.backbone.depth = depth
     cfg.model.data_preprocessor.size = (size, size)
