@@ -13,6 +13,6 @@ except ModuleNotFoundError as e:  # plain-PyTorch use of the core
     if e.name != 'mmengine':
         raise
 else:
-    from . import engine  # noqa: F401
+    from . import counting, engine  # noqa: F401
 
 __version__ = '0.1.0'

@@ -58,6 +58,7 @@ def _common(cfg, work_dir, batch_size=2):
     cfg.work_dir = str(work_dir)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.default_hooks.pop('visualization', None)
+    cfg.experiment_name = os.path.basename(str(work_dir).rstrip('/'))
     cfg.param_scheduler = []  # constant lr: a few steps must make progress
     cfg.randomness = dict(seed=0)
     for hook in cfg.get('custom_hooks', []):
@@ -189,3 +190,33 @@ def train_and_test(cfg: Config):
     with open(os.path.join(cfg.work_dir, 'metrics.json'), 'w') as f:
         json.dump(metrics, f, default=float)
     return runner, losses, metrics
+
+
+def shrink_counting(cfg: Config, work_dir, data_root, crop=128, epochs=3,
+                    batch_size=4, test_long_side=320, lr=1e-3):
+    """Counting config on a ShanghaiTech-layout set (``data_root`` with
+    ``train_data`` / ``test_data``): ``crop`` px crops, ``epochs`` epochs,
+    test images scaled to ``test_long_side``, no pretrained weights."""
+    cfg.model.frontend_init_cfg = None
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs)
+    _common(cfg, work_dir, batch_size)
+    cfg.optim_wrapper.optimizer.lr = lr
+    for key, split in (('train_dataloader', 'train_data'),
+                       ('val_dataloader', 'test_data'),
+                       ('test_dataloader', 'test_data')):
+        ds = cfg[key].dataset
+        ds.type = 'ShanghaiTechDataset'
+        ds.data_root = data_root
+        ds.split = split
+        for t in ds.pipeline:
+            if t['type'] == 'RandomCropCrowd':
+                t['size'] = crop
+            if t['type'] == 'ResizeCrowd':
+                t['min_short'] = crop if key == 'train_dataloader' else None
+                if key != 'train_dataloader':
+                    t['max_long'] = test_long_side
+    cfg.train_dataloader.collate_fn = dict(type='default_collate')
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
+                                        interval=epochs, save_best='mae',
+                                        rule='less')
+    return cfg

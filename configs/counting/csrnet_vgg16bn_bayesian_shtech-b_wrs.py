@@ -1,0 +1,5 @@
+# CSRNet-BN + Bayesian loss on ShanghaiTech part B with WRS (tau = 1).
+_base_ = './csrnet_vgg16bn_bayesian_shtech-b_wd.py'
+
+optim_wrapper = dict(constructor='WRSOptimWrapperConstructor')
+custom_hooks = [dict(type='WeightRescaleHook', interval=1)]

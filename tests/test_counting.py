@@ -1,0 +1,153 @@
+"""Crowd counting on real data: the WRS config trained on the real
+ShanghaiTech B subset, data loaders (ShanghaiTech and UCF-QNRF layouts) and
+the pipeline invariants."""
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import scipy.io as sio
+import torch
+from mmengine.config import Config
+from mmengine.evaluator import DumpResults
+from mmengine.registry import DATASETS, TRANSFORMS
+from mmengine.runner import Runner
+
+from wrs_mm import small_scale as C
+from wrs_mm.engine import WeightRescaleHook
+
+SHB = os.path.join(C.DATA, 'shanghaitech_b_subset')
+CROWD = os.path.join(C.DATA, 'crowd_points')
+WRS = 'configs/counting/csrnet_vgg16bn_bayesian_ucf-qnrf_wrs.py'
+
+
+def test_wrs_config_trains_on_shanghaitech_b_and_metric_is_exact(tmp_path):
+    cfg = Config.fromfile(os.path.join(C.ROOT, WRS))
+    C.shrink_counting(cfg, tmp_path, SHB, epochs=3)
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    losses = runner.message_hub.get_scalar('train/loss').data[0]
+    per_epoch = len(losses) // 3
+    assert per_epoch == 8  # 32 images, batch 4
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-per_epoch:]) < np.mean(losses[:per_epoch])
+
+    hook, = [h for h in runner.hooks if isinstance(h, WeightRescaleHook)]
+    assert len(hook.rescaler) == 16  # 10 front-end + 6 back-end BN convs
+    assert hook.num_rescales == hook.steps == 24  # tau = 1
+    params = dict(runner.model.named_parameters())
+    w = params['backend.0.weight'].detach().flatten(1).norm(dim=1)
+    assert torch.allclose(w, torch.ones_like(w), atol=1e-4)
+    assert 'output_layer.weight' not in [e.name for e in
+                                         hook.rescaler.pack.entries]
+
+    dump = str(tmp_path / 'preds.pkl')
+    runner.test_evaluator.metrics.append(DumpResults(out_file_path=dump))
+    metrics = runner.test()
+    with open(dump, 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 12
+    err = np.array([float(p['pred_count']) - float(p['gt_count'])
+                    for p in preds])
+    gts = [float(p['gt_count']) for p in preds]
+    # gt counts are the real annotations of the whole test images
+    ds = DATASETS.build(dict(type='ShanghaiTechDataset', data_root=SHB,
+                             split='test_data'))
+    assert gts == [float(len(ds[i]['points'])) for i in range(len(ds))]
+    assert np.isfinite([metrics['mae'], metrics['mse']]).all()
+    assert metrics['mae'] == pytest.approx(np.abs(err).mean(), rel=1e-6)
+    assert metrics['mse'] == pytest.approx(np.sqrt((err**2).mean()),
+                                           rel=1e-6)
+    d = preds[0]['pred_density']
+    assert d.shape == (-(-240 // 8), 320 // 8)  # 1024x768 -> 320x240, /8
+    assert float(d.sum()) == pytest.approx(float(preds[0]['pred_count']),
+                                           rel=1e-5)
+
+
+def _to_qnrf(src, dst):
+    """Rewrite a ShanghaiTech-layout set into the UCF-QNRF layout."""
+    for split, qsplit in (('train_data', 'Train'), ('test_data', 'Test')):
+        os.makedirs(os.path.join(dst, qsplit))
+        names = sorted(os.listdir(os.path.join(src, split, 'images')),
+                       key=lambda f: int(f[4:-4]))
+        for i, name in enumerate(names, 1):
+            shutil.copy(os.path.join(src, split, 'images', name),
+                        os.path.join(dst, qsplit, f'img_{i:04d}.jpg'))
+            m = sio.loadmat(os.path.join(src, split, 'ground-truth',
+                                         'GT_' + name[:-4] + '.mat'))
+            sio.savemat(os.path.join(dst, qsplit, f'img_{i:04d}_ann.mat'),
+                        dict(annPoints=m['image_info'][0, 0][0, 0][0]))
+
+
+def test_ucf_qnrf_loader_reads_the_same_points(tmp_path):
+    _to_qnrf(CROWD, str(tmp_path))
+    sh = DATASETS.build(dict(type='ShanghaiTechDataset', data_root=CROWD,
+                             split='train_data'))
+    qn = DATASETS.build(dict(type='UCFQNRFDataset', data_root=str(tmp_path),
+                             split='Train'))
+    assert len(sh) == len(qn) == 30
+    for i in range(len(sh)):
+        assert np.array_equal(sh[i]['points'], qn[i]['points'])
+        assert os.path.basename(qn[i]['img_path']) == f'img_{i + 1:04d}.jpg'
+
+
+def test_missing_or_corrupt_annotation_names_the_file(tmp_path):
+    _to_qnrf(CROWD, str(tmp_path))
+    bad = tmp_path / 'Test' / 'img_0003_ann.mat'
+    bad.write_bytes(b'not a mat file')
+    with pytest.raises(ValueError, match='img_0003_ann.mat'):
+        DATASETS.build(dict(type='UCFQNRFDataset', data_root=str(tmp_path),
+                            split='Test'))
+    os.remove(bad)
+    with pytest.raises(FileNotFoundError, match='img_0003_ann.mat'):
+        DATASETS.build(dict(type='UCFQNRFDataset', data_root=str(tmp_path),
+                            split='Test'))
+
+
+def _sample(i=0):
+    ds = DATASETS.build(dict(type='ShanghaiTechDataset', data_root=SHB,
+                             split='train_data'))
+    return TRANSFORMS.build(dict(type='LoadCrowdImage'))(ds[i])
+
+
+def test_pipeline_invariants():
+    np.random.seed(0)
+    res = _sample(3)
+    n, (h, w) = len(res['points']), res['img'].shape[:2]
+    flip = TRANSFORMS.build(dict(type='RandomFlipCrowd', prob=1.))
+    out = flip(dict(res, points=res['points'].copy()))
+    assert len(out['points']) == n
+    assert np.allclose(out['points'][:, 0], w - res['points'][:, 0])
+    # a head's pixel moves with the flip
+    x, y = res['points'][0].astype(int)
+    assert np.array_equal(out['img'][y, w - 1 - x], res['img'][y, x])
+
+    resize = TRANSFORMS.build(dict(type='ResizeCrowd', max_long=512))
+    small = resize(dict(res, points=res['points'].copy()))
+    assert max(small['img'].shape[:2]) == 512 and len(small['points']) == n
+    assert np.allclose(small['points'], res['points'] * 0.5, atol=1e-3)
+
+    crop = TRANSFORMS.build(dict(type='RandomCropCrowd', size=256))
+    total = 0
+    for _ in range(20):
+        c = crop(dict(res, points=res['points'].copy()))
+        p = c['points']
+        assert c['img'].shape[:2] == (256, 256)
+        assert ((p >= 0) & (p < 256)).all()
+        assert c['gt_count'] == len(p) <= n
+        total += len(p)
+    assert 0 < total < 20 * n
+
+
+def test_tiled_prediction_covers_the_image():
+    from wrs_mm.counting import CSRNet
+    torch.manual_seed(0)
+    model = CSRNet(test_tile=64).eval()
+    x = torch.randn(1, 3, 120, 200)  # not a multiple of the tile
+    with torch.no_grad():
+        whole_pad = model._predict_density(x)
+    assert whole_pad.shape == (1, 1, 16, 32)  # padded to 128 x 256
+    with pytest.raises(ValueError, match='test_tile'):
+        CSRNet(test_tile=60)
