@@ -44,6 +44,10 @@ CONFIGS = {
     'configs/deeplabv3/deeplabv3_r101-d16_adamw-wrs-tau10_2xb5-55k_voc12aug-512x512.py':
     ('seg', 'wrs'),
 }
+CONFIGS.update({
+    f'configs/counting/csrnet_vgg16bn_bayesian_{data}_{reg}.py': ('count', reg)
+    for data in ('ucf-qnrf', 'shtech-a', 'shtech-b') for reg in ('wd', 'wrs')
+})
 
 
 def test_every_config_has_a_test():
@@ -75,17 +79,23 @@ def test_config_trains_and_evaluates(config, tmp_path, request):
     assert 'wrs_mm' in cfg.custom_imports['imports']
     if task == 'det':
         C.shrink_det(cfg, tmp_path, depth=50 if 'r101' in config else None)
-    else:
+    elif task == 'seg':
         C.shrink_seg(cfg, tmp_path, request.getfixturevalue('voc_root'))
+    else:  # the other real crowd photographs, 2 epochs of 8 iterations
+        C.shrink_counting(cfg, tmp_path, C.DATA + '/crowd_points', crop=96,
+                          epochs=2, test_long_side=192)
     runner, losses, metrics = C.train_and_test(cfg)
 
-    assert len(losses) == 4 and all(map(lambda x: x == x and abs(x) < 1e6,
-                                        losses))
-    assert losses[-1] < losses[0], losses
-    ckpt = 'epoch_4.pth' if task == 'det' else 'iter_4.pth'
-    assert os.path.isfile(os.path.join(tmp_path, ckpt))
+    assert all(map(lambda x: x == x and abs(x) < 1e6, losses))
+    if task == 'count':  # random crops: compare the epochs' mean losses
+        assert len(losses) == 16
+        assert sum(losses[8:]) < sum(losses[:8]), losses
+    else:
+        assert len(losses) == 4 and losses[-1] < losses[0], losses
+    ckpt = dict(det='epoch_4.pth', seg='iter_4.pth', count='epoch_2.pth')
+    assert os.path.isfile(os.path.join(tmp_path, ckpt[task]))
     keys = {'det': ['coco/bbox_mAP', 'coco/bbox_mAP_50'],
-            'seg': ['mIoU', 'aAcc']}[task]
+            'seg': ['mIoU', 'aAcc'], 'count': ['mae', 'mse']}[task]
     if 'mask-rcnn' in config:
         keys.append('coco/segm_mAP')
     assert all(k in metrics for k in keys), metrics
@@ -96,7 +106,8 @@ def test_config_trains_and_evaluates(config, tmp_path, request):
     if reg == 'wrs':
         hook, = hooks
         assert hook.rescaler is not None and len(hook.rescaler) > 0
-        assert hook.num_rescales == 2  # tau=2 in the test, 4 steps
+        # tau=2 in the test over 4 steps; tau=1 (kept) for counting
+        assert hook.num_rescales == (16 if task == 'count' else 2)
         params = dict(runner.model.named_parameters())
         for e in hook.rescaler.pack.entries:  # last step was a rescale
             norms = params[e.name].detach().reshape(e.rows, -1).norm(dim=1)

@@ -4,6 +4,8 @@ the pipeline invariants."""
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -25,9 +27,15 @@ WRS = 'configs/counting/csrnet_vgg16bn_bayesian_ucf-qnrf_wrs.py'
 def test_wrs_config_trains_on_shanghaitech_b_and_metric_is_exact(tmp_path):
     cfg = Config.fromfile(os.path.join(C.ROOT, WRS))
     C.shrink_counting(cfg, tmp_path, SHB, epochs=3)
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.train_cfg.val_interval = 1
     runner = Runner.from_cfg(cfg)
     runner.train()
+    best = [f for f in os.listdir(tmp_path) if f.startswith('best_mae_')]
+    assert len(best) == 1, os.listdir(tmp_path)  # save_best='mae', 'less'
+    maes = runner.message_hub.get_scalar('val/mae').data[0]
+    assert len(maes) == 3
+    assert best[0] == f'best_mae_epoch_{int(np.argmin(maes)) + 1}.pth'
+    
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     per_epoch = len(losses) // 3
     assert per_epoch == 8  # 32 images, batch 4
@@ -60,6 +68,23 @@ def test_wrs_config_trains_on_shanghaitech_b_and_metric_is_exact(tmp_path):
     assert metrics['mae'] == pytest.approx(np.abs(err).mean(), rel=1e-6)
     assert metrics['mse'] == pytest.approx(np.sqrt((err**2).mean()),
                                            rel=1e-6)
+    # the same evaluation on 2 processes (gloo): every image counted once
+    cfg.dump(str(tmp_path / 'cfg.py'))
+    ckpt = str(tmp_path / 'epoch_3.pth')
+    dist_dump = str(tmp_path / 'dist_preds.pkl')
+    env = dict(os.environ, OMP_NUM_THREADS='1', PORT='29541',
+               PATH=os.path.dirname(sys.executable) + os.pathsep +
+               os.environ['PATH'])
+    subprocess.run(['bash', 'tools/dist_test.sh', str(tmp_path / 'cfg.py'),
+                    ckpt, '2', '--work-dir', str(tmp_path / 'dist'), '--out',
+                    dist_dump], check=True, cwd=C.ROOT, env=env, timeout=300,
+                   stdout=subprocess.DEVNULL)
+    with open(dist_dump, 'rb') as f:
+        dist = {p['img_path']: float(p['pred_count']) for p in pickle.load(f)}
+    assert sorted(dist) == sorted(p['img_path'] for p in preds)
+    for p in preds:
+        assert dist[p['img_path']] == pytest.approx(float(p['pred_count']),
+                                                    rel=1e-4)
     d = preds[0]['pred_density']
     assert d.shape == (-(-240 // 8), 320 // 8)  # 1024x768 -> 320x240, /8
     assert float(d.sum()) == pytest.approx(float(preds[0]['pred_count']),

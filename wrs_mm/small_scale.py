@@ -54,7 +54,7 @@ def _shrink_pipeline(pipeline, size):
     return out
 
 
-def _common(cfg, work_dir, batch_size=2):
+def _common(cfg, work_dir, batch_size=2, wrs_interval=2):
     cfg.work_dir = str(work_dir)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.default_hooks.pop('visualization', None)
@@ -62,8 +62,8 @@ def _common(cfg, work_dir, batch_size=2):
     cfg.param_scheduler = []  # constant lr: a few steps must make progress
     cfg.randomness = dict(seed=0)
     for hook in cfg.get('custom_hooks', []):
-        if hook['type'] == 'WeightRescaleHook':
-            hook['interval'] = 2  # act within the few iterations
+        if hook['type'] == 'WeightRescaleHook' and wrs_interval:
+            hook['interval'] = wrs_interval  # act within the few iterations
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dl = cfg[key]
         dl.num_workers = 0
@@ -199,7 +199,7 @@ def shrink_counting(cfg: Config, work_dir, data_root, crop=128, epochs=3,
     test images scaled to ``test_long_side``, no pretrained weights."""
     cfg.model.frontend_init_cfg = None
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs)
-    _common(cfg, work_dir, batch_size)
+    _common(cfg, work_dir, batch_size, wrs_interval=None)  # keep tau
     cfg.optim_wrapper.optimizer.lr = lr
     for key, split in (('train_dataloader', 'train_data'),
                        ('val_dataloader', 'test_data'),
