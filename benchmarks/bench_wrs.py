@@ -13,7 +13,7 @@ Models: mmdet YOLOv3 (BN trained, ``norm_eval=False``) and Faster R-CNN R50
 (``norm_eval=False, frozen_stages=-1`` so that its backbone convs are
 invariant), built from the installed configs, on real COCO images.
 
-    python benchmarks/bench_wrs.py [--size 320] [--steps 6] [--out bench.json]
+    python benchmarks/bench_wrs.py [--size 320] [--steps 8] [--out bench.json]
 
 Prints JSON and a table. Step timings alternate between the variants so that
 machine drift affects all of them alike; medians are reported.
@@ -26,7 +26,6 @@ import sys
 import time
 
 import torch
-from torch.nn import functional as F  # noqa: F401
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tests'))
 from mm_models import det_model_and_loss  # noqa: E402
@@ -113,7 +112,7 @@ def bench_steps(model, loss_fn, inv, steps):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--size', type=int, default=320)
-    ap.add_argument('--steps', type=int, default=6)
+    ap.add_argument('--steps', type=int, default=8)
     ap.add_argument('--op-reps', type=int, default=20)
     ap.add_argument('--models', nargs='+', default=list(MODELS))
     ap.add_argument('--out', default=None)

@@ -13,7 +13,6 @@ and on the 80 training images). About 7 minutes on 2 cores.
 import argparse
 import glob
 import json
-import os
 import os.path as osp
 import sys
 import time

@@ -37,6 +37,7 @@ if ! "$PY" -c 'import mmcv.ops' 2>/dev/null; then
   $PIP install -c "$CONSTRAINTS" "$WHEELS"/mmcv-2.1.0-*.whl
 fi
 $PIP install -c "$CONSTRAINTS" mmengine==0.10.7 mmdet==3.3.0 \
-  mmsegmentation==1.2.2 pycocotools ftfy regex scipy matplotlib pytest adamp
+  mmsegmentation==1.2.2 pycocotools ftfy regex scipy matplotlib pytest adamp \
+  scikit-learn
 $PIP install -c "$CONSTRAINTS" --no-build-isolation --no-deps -e .
 "$PY" -c 'import mmcv.ops, mmdet, mmseg, wrs_mm; print("wrs_mm environment ready:", mmcv.__version__, mmdet.__version__, mmseg.__version__)'

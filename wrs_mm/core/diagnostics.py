@@ -37,14 +37,17 @@ class StepProbe:
             if p.grad is None:
                 continue
             w, g = _rows(p), _rows(p.grad)
-            self._pre.append((name, p, lr, (w * w).sum(1), (g * g).sum(1),
-                              (w * g).sum(1)))
+            # reductions without full-size temporaries
+            self._pre.append((name, p, lr,
+                              torch.linalg.vector_norm(w, dim=1)**2,
+                              torch.linalg.vector_norm(g, dim=1)**2,
+                              torch.einsum('ij,ij->i', w, g)))
 
     @torch.no_grad()
     def after(self, all_channels: bool = False) -> Dict[str, dict]:
         rows = []
         for name, p, lr, w2, g2, wg in self._pre:
-            w2_after = (_rows(p)**2).sum(1)
+            w2_after = torch.linalg.vector_norm(_rows(p), dim=1)**2
             cos = wg / (w2.sqrt() * g2.sqrt()).clamp_min(1e-30)
             norm = w2.sqrt()
             rows.append(torch.stack([
