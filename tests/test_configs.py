@@ -91,8 +91,8 @@ def test_config_trains_and_evaluates(config, tmp_path, request):
         assert len(losses) == 16
         assert sum(losses[8:]) < sum(losses[:8]), losses
     else:
-        assert len(losses) == 4 and losses[-1] < losses[0], losses
-    ckpt = dict(det='epoch_4.pth', seg='iter_4.pth', count='epoch_2.pth')
+        assert len(losses) == 3 and losses[-1] < losses[0], losses
+    ckpt = dict(det='epoch_3.pth', seg='iter_3.pth', count='epoch_2.pth')
     assert os.path.isfile(os.path.join(tmp_path, ckpt[task]))
     keys = {'det': ['coco/bbox_mAP', 'coco/bbox_mAP_50'],
             'seg': ['mIoU', 'aAcc'], 'count': ['mae', 'mse']}[task]
@@ -106,8 +106,8 @@ def test_config_trains_and_evaluates(config, tmp_path, request):
     if reg == 'wrs':
         hook, = hooks
         assert hook.rescaler is not None and len(hook.rescaler) > 0
-        # tau=2 in the test over 4 steps; tau=1 (kept) for counting
-        assert hook.num_rescales == (16 if task == 'count' else 2)
+        # tau=3 in the test over 3 steps; tau=1 (kept) for counting
+        assert hook.num_rescales == (16 if task == 'count' else 1)
         params = dict(runner.model.named_parameters())
         for e in hook.rescaler.pack.entries:  # last step was a rescale
             norms = params[e.name].detach().reshape(e.rows, -1).norm(dim=1)

@@ -176,3 +176,24 @@ def test_tiled_prediction_covers_the_image():
     assert whole_pad.shape == (1, 1, 16, 32)  # padded to 128 x 256
     with pytest.raises(ValueError, match='test_tile'):
         CSRNet(test_tile=60)
+
+
+def test_frontend_loads_vgg16_bn_layout_through_init_cfg(tmp_path):
+    """A checkpoint in torchvision's vgg16_bn key layout (features.N for the
+    13 convs, their BNs, plus the classifier) loads into the front end via
+    the config's init_cfg mechanism."""
+    from wrs_mm.counting import CSRNet
+    torch.manual_seed(1)
+    src = CSRNet().frontend.state_dict()
+    ckpt = {k: torch.randn_like(v) if v.is_floating_point() else v
+            for k, v in src.items()}
+    assert ckpt['features.30.weight'].shape == (512, 512, 3, 3)  # conv 10
+    assert 'features.31.running_var' in ckpt  # its BatchNorm
+    ckpt['classifier.0.weight'] = torch.randn(4, 4)  # not in the front end
+    path = str(tmp_path / 'vgg16_bn.pth')
+    torch.save(ckpt, path)
+    model = CSRNet(frontend_init_cfg=dict(type='Pretrained', checkpoint=path))
+    model.init_weights()
+    got = model.frontend.state_dict()
+    for k in src:
+        assert torch.equal(got[k], ckpt[k]), k

@@ -138,3 +138,31 @@ def test_wrs_and_shifted_on_same_weights_conflict(tmp_path):
         hook=dict(type='WeightRescaleHook')))
     with pytest.raises(ValueError, match='already handled by'):
         runner.train()
+
+
+def test_amp_regularizer_sees_unscaled_grads_and_skips_with_the_step():
+    """AmpOptimWrapper with torch's GradScaler on CPU (scale 1024): the
+    regularizer adds to the *unscaled* gradient, and a step skipped for an
+    inf gradient applies nothing."""
+    from unittest import mock
+    torch.manual_seed(0)
+    model = BNNet().train()
+    with mock.patch('mmengine.optim.optimizer.amp_optimizer_wrapper.'
+                    'is_cuda_available', return_value=True):
+        ow = _build(model, dict(eps=0.5), type='AmpOptimWrapper')
+    ow.loss_scaler = torch.amp.GradScaler('cpu', init_scale=1024.)
+    x, t = _batch()
+    loss = F.cross_entropy(model(x), t)
+    w = model.conv2.weight.detach().clone()
+    ow.backward(loss)
+    g_scaled = model.conv2.weight.grad.clone()
+    ow.step()
+    reg = 0.1 * shifted_lp_grad(w.flatten(1), 0.5).view_as(w)
+    assert torch.allclose(model.conv2.weight, w - 0.1 * (g_scaled / 1024 + reg),
+                          atol=1e-6)
+    ow.zero_grad()
+    w = model.conv2.weight.detach().clone()
+    ow.backward(F.cross_entropy(model(x), t))
+    model.conv2.weight.grad[0, 0, 0, 0] = float('inf')
+    ow.step()
+    assert torch.equal(model.conv2.weight, w)

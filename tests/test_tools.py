@@ -40,14 +40,14 @@ def _weights(path):
 
 
 def test_train_resume_and_test(tmp_path):
-    cfg = _shrunk_config(tmp_path, epochs=4)
+    cfg = _shrunk_config(tmp_path, epochs=3)
     full, resumed = tmp_path / 'full', tmp_path / 'resumed'
     _run([sys.executable, 'tools/train.py', cfg, '--work-dir', str(full)],
          C.ROOT)
-    # resume from epoch 2 of the same run into another work dir
+    # resume from epoch 1 of the same run into another work dir
     _run([sys.executable, 'tools/train.py', cfg, '--work-dir', str(resumed),
-          '--resume', str(full / 'epoch_2.pth')], C.ROOT)
-    a, b = _weights(full / 'epoch_4.pth'), _weights(resumed / 'epoch_4.pth')
+          '--resume', str(full / 'epoch_1.pth')], C.ROOT)
+    a, b = _weights(full / 'epoch_3.pth'), _weights(resumed / 'epoch_3.pth')
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -55,7 +55,7 @@ def test_train_resume_and_test(tmp_path):
     _run([sys.executable, 'tools/train.py', cfg, '--work-dir', str(full),
           '--resume'], C.ROOT)
     out = tmp_path / 'preds.pkl'
-    _run([sys.executable, 'tools/test.py', cfg, str(full / 'epoch_4.pth'),
+    _run([sys.executable, 'tools/test.py', cfg, str(full / 'epoch_3.pth'),
           '--work-dir', str(tmp_path / 'test'), '--out', str(out)], C.ROOT)
     with open(out, 'rb') as f:
         preds = pickle.load(f)

@@ -54,7 +54,7 @@ def _shrink_pipeline(pipeline, size):
     return out
 
 
-def _common(cfg, work_dir, batch_size=2, wrs_interval=2):
+def _common(cfg, work_dir, batch_size=2, wrs_interval=3):
     cfg.work_dir = str(work_dir)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.default_hooks.pop('visualization', None)
@@ -75,7 +75,7 @@ def _common(cfg, work_dir, batch_size=2, wrs_interval=2):
             dict(type='InfiniteSampler', shuffle=False)
 
 
-def shrink_det(cfg: Config, work_dir, size=128, epochs=4, depth=None,
+def shrink_det(cfg: Config, work_dir, size=128, epochs=3, depth=None,
                images=2, batch_size=2):
     """COCO detector: ``images`` train and val images of coco_tiny (``None``:
     all 80), ``batch_size`` per iteration, ``epochs`` epochs."""
@@ -93,7 +93,8 @@ def shrink_det(cfg: Config, work_dir, size=128, epochs=4, depth=None,
         ds.pipeline = _shrink_pipeline(ds.pipeline, size)
     for key in ('val_evaluator', 'test_evaluator'):
         cfg[key].ann_file = COCO + 'annotations/instances_val2017.json'
-    _all_scores(cfg.model.get('test_cfg'))
+    _small_heads(cfg.model.get('train_cfg'))
+    _small_heads(cfg.model.get('test_cfg'))
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
                                         interval=epochs)
@@ -137,7 +138,7 @@ def make_voc_from_coco(out_dir, n_train=4, n_val=2, size=96):
     return out_dir
 
 
-def shrink_seg(cfg: Config, work_dir, voc_root, size=64, iters=4, depth=50):
+def shrink_seg(cfg: Config, work_dir, voc_root, size=64, iters=3, depth=50):
     """mmseg segmentor on the VOC-format set: a few iterations."""
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters)
     _common(cfg, work_dir)
@@ -165,18 +166,25 @@ def shrink_seg(cfg: Config, work_dir, voc_root, size=64, iters=4, depth=50):
     return cfg
 
 
-def _all_scores(cfg_node) -> None:
-    """Score thresholds to 0 so that a detector trained for a few iterations
-    still outputs boxes for the metric to evaluate."""
+# train_cfg / test_cfg keys of two-stage detectors -> CPU-sized values
+_FEWER = dict(num=64, nms_pre=300, max_per_img=100)
+
+
+def _small_heads(cfg_node) -> None:
+    """Score thresholds to 0 (a detector trained for a few iterations still
+    outputs boxes for the metric to evaluate), and fewer proposals and
+    sampled RoIs (R-CNN heads dominate the CPU time at small image sizes)."""
     if isinstance(cfg_node, dict):
         for k, v in cfg_node.items():
             if k in ('score_thr', 'conf_thr'):
                 cfg_node[k] = 0.
+            elif k in _FEWER and isinstance(v, int):
+                cfg_node[k] = min(v, _FEWER[k])
             else:
-                _all_scores(v)
+                _small_heads(v)
     elif isinstance(cfg_node, (list, tuple)):
         for v in cfg_node:
-            _all_scores(v)
+            _small_heads(v)
 
 
 def train_and_test(cfg: Config):

@@ -14,8 +14,7 @@ model = dict(
     sigma=8.,
     background_margin=None,
     frontend_init_cfg=dict(type='Pretrained',
-                           checkpoint='torchvision://vgg16_bn',
-                           prefix='features.'),
+                           checkpoint='torchvision://vgg16_bn'),
     data_preprocessor=dict(
         type='ImgDataPreprocessor',
         mean=[123.675, 116.28, 103.53],

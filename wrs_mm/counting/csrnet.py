@@ -6,9 +6,10 @@ VGG-16 (3 max-pools, output stride 8) and a back end of six 3x3 convs with
 dilation 2, then a 1x1 conv to one density channel. As in Liu et al. 2023
 (Sec. 6.2, Supp. B.5) every conv but the output one is followed by BatchNorm
 (``batch_norm=True``), so WRS can rescale all of them. The front end's modules
-are laid out as torchvision's ``vgg16_bn.features[:33]``, so ImageNet weights
-load with ``init_cfg=dict(type='Pretrained', checkpoint='torchvision://vgg16_bn',
-prefix='features.')`` on ``frontend``. The density is made non-negative with
+are named as torchvision's ``vgg16_bn.features.0`` ... ``features.32``, so its
+ImageNet weights load with ``frontend_init_cfg=dict(type='Pretrained',
+checkpoint='torchvision://vgg16_bn')`` (the classifier and deeper features
+are reported as unused keys). The density is made non-negative with
 ``abs`` as in the Bayesian-loss code, and trained with
 :func:`~wrs_mm.counting.bayesian_loss.bayesian_loss`.
 """
