@@ -17,6 +17,10 @@ from mmengine.runner import Runner
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.environ.get('WRS_MM_DATA',
                       os.path.join(os.path.dirname(ROOT), 'shared', 'data'))
+if not os.path.isdir(DATA):
+    raise FileNotFoundError(
+        f'small real data sets not found at {DATA}: set WRS_MM_DATA to the '
+        'folder holding coco_tiny/, shanghaitech_b_subset/, crowd_points/')
 COCO = os.path.join(DATA, 'coco_tiny') + '/'
 # COCO category name -> PASCAL VOC class index (all 20 VOC classes exist in COCO)
 VOC_FROM_COCO = {

@@ -19,11 +19,12 @@ from collections import Counter
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))))
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
 from wrs_mm.core import analyze_invariance, verify_invariance  # noqa: E402
 from wrs_mm.engine.from_config import build_from_config  # noqa: E402
-from wrs_mm.engine.launch import allow_full_checkpoint_load  # noqa: E402
+from wrs_mm.engine.launch import (allow_full_checkpoint_load,  # noqa: E402
+                                  load_config)
 
 
 def main(argv=None) -> int:
@@ -35,9 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = ap.parse_args(argv)
     allow_full_checkpoint_load()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     model, batches, loss = build_from_config(cfg, args.checkpoint)
     batch = next(batches)
     report = analyze_invariance(model, lambda: loss(batch))

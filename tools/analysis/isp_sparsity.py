@@ -28,12 +28,13 @@ import torch  # noqa: E402
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))))
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
 from wrs_mm.core.isp import (PatchCovariance, fit_ggd_beta,  # noqa: E402
                              project_kernels)
 from wrs_mm.engine.from_config import build_from_config  # noqa: E402
-from wrs_mm.engine.launch import allow_full_checkpoint_load  # noqa: E402
+from wrs_mm.engine.launch import (allow_full_checkpoint_load,  # noqa: E402
+                                  load_config)
 
 
 def main(argv=None) -> int:
@@ -47,9 +48,7 @@ def main(argv=None) -> int:
     ap.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = ap.parse_args(argv)
     allow_full_checkpoint_load()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     model, batches, loss = build_from_config(cfg, args.checkpoint)
     modules = dict(model.named_modules())
     covs, handles = {}, []

@@ -1,8 +1,27 @@
 """What ``tools/train.py`` / ``tools/test.py`` do to a config beyond mmdet's own
 tools: resume under torch >= 2.6, and multi-process runs without CUDA."""
 import os
+import os.path as osp
 
 import torch
+from mmengine.config import Config
+
+
+def load_config(path: str, cfg_options=None, launcher: str = 'none',
+                work_dir: str = None) -> Config:
+    """The config as mmdet's tools load it: ``--cfg-options`` merged, the
+    launcher set, ``work_dir`` from the argument, the config, or
+    ``./work_dirs/<config name>``."""
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(path))[0])
+    return cfg
 
 
 def allow_full_checkpoint_load() -> None:
