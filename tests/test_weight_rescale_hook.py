@@ -256,3 +256,17 @@ def test_ddp_two_processes_keep_parameters_identical(tmp_path):
     assert any(not torch.equal(a['buffers'][k], b['buffers'][k])
                for k in a['buffers'] if 'running_mean' in k), \
         'ranks saw different data (BN statistics differ)'
+
+
+def test_exclude_keeps_weight_and_its_decay(tmp_path):
+    runner, hook, _ = _run(tmp_path, dict(type='WeightRescaleHook', interval=1,
+                                          exclude=r'conv2\.'), max_iters=2)
+    assert [e.name for e in hook.rescaler.pack.entries] == ['net.conv1.weight']
+    groups = {g['param_name']: g for g in
+              runner.optim_wrapper.optimizer.param_groups}
+    assert groups['net.conv2.weight']['weight_decay'] == 5e-4
+    table = {r['name']: r for r in json.load(open(os.path.join(
+        runner.work_dir, 'wrs_invariance.json')))}
+    assert not table['net.conv2.weight']['rescaled']
+    assert table['net.conv2.weight']['reason'] == \
+        'not selected by include / exclude'

@@ -56,7 +56,6 @@ class Bucket:
             self.row_offsets.append(rows)
             start += n
             rows += e.rows
-        self.num_rows = rows
 
     @property
     def params(self) -> List[torch.Tensor]:
@@ -125,7 +124,3 @@ class RowPack:
 
     def __len__(self) -> int:
         return len(self.entries)
-
-    @property
-    def num_rows(self) -> int:
-        return sum(b.num_rows for b in self.buckets)

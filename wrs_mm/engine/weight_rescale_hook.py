@@ -113,21 +113,22 @@ class WeightRescaleHook(Hook):
     def _setup(self, report: InvarianceReport) -> None:
         """Choose the weights, remove their decay, log the table."""
         runner = self._runner
-        chosen = select(report, self.include, self.exclude,
-                        'WeightRescaleHook', self.allow_non_invariant)
+        chosen = {v.name for v in select(report, self.include, self.exclude,
+                                         'WeightRescaleHook',
+                                         self.allow_non_invariant)}
         rescaled, refused = [], []
-        for v in chosen:
-            rows = self._rows(v)
-            if rows is None:
+        for v in report.candidates():
+            rows = self._rows(v) if v.name in chosen else None
+            if rows is not None:
+                rescaled.append((v, rows))
+            elif v.name in chosen:
                 refused.append((v, f'granularity={self.granularity!r} '
                                 f'requested, but the weight is {v.kind}-'
                                 'invariant only'))
+            elif v.invariant:
+                refused.append((v, 'not selected by include / exclude'))
             else:
-                rescaled.append((v, rows))
-        taken = {v.name for v, _ in rescaled}
-        refused += [(v, v.reason) for v in report.candidates()
-                    if v.name not in taken and not any(
-                        v is r for r, _ in refused)]
+                refused.append((v, v.reason))
         params = dict(self._model(runner).named_parameters())
         self._log_table(runner, rescaled, refused)
         if not rescaled:
