@@ -119,7 +119,7 @@ def test_eps_keeps_norms_away_from_zero_in_training(tmp_path):
                      constructor='WRSOptimWrapperConstructor',
                      paramwise_cfg=dict(shifted_reg=dict(eps=eps)))
         runner = Runner.from_cfg(toy.runner_cfg(
-            tmp_path / str(eps), 40, optim_wrapper=optim,
+            tmp_path / str(eps), 20, optim_wrapper=optim,
             experiment_name=f'eps{eps}'))
         runner.train()
         net = runner.model.net

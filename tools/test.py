@@ -1,7 +1,8 @@
 """Test (evaluate) a checkpoint; the flags of mmdet's ``tools/test.py``.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.pkl]
-        [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
+        [--show] [--show-dir DIR] [--wait-time S] [--tta]
+        [--cfg-options k=v ...] [--launcher pytorch]
 """
 import argparse
 import os
@@ -27,13 +28,20 @@ def parse_args():
                         'containing evaluation metrics')
     parser.add_argument('--out', type=str,
                         help='dump predictions to a pickle file')
+    parser.add_argument('--show', action='store_true',
+                        help='show prediction results')
     parser.add_argument('--show-dir', help='directory where painted images '
                         'will be saved')
+    parser.add_argument('--wait-time', type=float, default=2,
+                        help='the interval of show (s)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value')
     parser.add_argument('--launcher',
                         choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation (tta_model and '
+                        'tta_pipeline of the config)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -47,15 +55,24 @@ def main():
     cfg = load_config(args.config, args.cfg_options, args.launcher,
                       args.work_dir)
     cfg.load_from = args.checkpoint
-    if args.show_dir:
+    if args.show or args.show_dir:
         vis = cfg.default_hooks.get('visualization')
         if vis is None:
-            raise KeyError('--show-dir needs default_hooks.visualization in '
-                           'the config')
+            raise KeyError('--show / --show-dir need '
+                           'default_hooks.visualization in the config')
         vis.draw = True
-        # DetVisualizationHook calls it test_out_dir, SegVisualizationHook
-        # writes under the work dir's vis_data
-        vis.test_out_dir = args.show_dir
+        vis.show = args.show
+        vis.wait_time = args.wait_time
+        if args.show_dir:
+            # DetVisualizationHook calls it test_out_dir, SegVisualizationHook
+            # writes under the work dir's vis_data
+            vis.test_out_dir = args.show_dir
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise KeyError('--tta needs tta_model and tta_pipeline in the '
+                           'config')
+        cfg.model = dict(**cfg.tta_model, module=cfg.model)
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     adapt_to_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
