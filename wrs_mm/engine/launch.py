@@ -1,10 +1,39 @@
-"""What ``tools/train.py`` / ``tools/test.py`` do to a config beyond mmdet's own
-tools: resume under torch >= 2.6, and multi-process runs without CUDA."""
+"""What ``tools/train.py`` and ``tools/test.py`` share: mmdet's launcher flags
+and config handling, plus what they do beyond mmdet's own tools (resume under
+torch >= 2.6, multi-process runs without CUDA)."""
+import argparse
 import os
 import os.path as osp
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+
+def add_launch_args(parser: argparse.ArgumentParser) -> None:
+    """``--cfg-options``, ``--launcher``, ``--local-rank`` as mmdet's tools."""
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of the config, key=value')
+    parser.add_argument('--launcher',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_launch_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The runner of ``cfg`` (``runner_type`` honoured), CPU-distributed
+    settings applied when needed."""
+    adapt_to_cpu_distributed(cfg)
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg \
+        else RUNNERS.build(cfg)
 
 
 def load_config(path: str, cfg_options=None, launcher: str = 'none',
