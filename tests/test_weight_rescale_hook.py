@@ -270,3 +270,19 @@ def test_exclude_keeps_weight_and_its_decay(tmp_path):
     assert not table['net.conv2.weight']['rescaled']
     assert table['net.conv2.weight']['reason'] == \
         'not selected by include / exclude'
+
+
+def test_window_in_epochs(tmp_path):
+    """begin/end in epochs: 32 images / batch 4 = 8 steps per epoch; only
+    epoch 1 (the second) rescales."""
+    cfg = toy.runner_cfg(tmp_path, hook=dict(type='WeightRescaleHook',
+                                             interval=1, begin=1, end=2,
+                                             by_epoch=True),
+                         train_cfg=dict(by_epoch=True, max_epochs=3))
+    cfg['train_dataloader']['sampler'] = dict(type='DefaultSampler',
+                                              shuffle=True)
+    runner = Runner.from_cfg(cfg)
+    rec = NormRecorder()
+    runner.register_hook(rec)
+    runner.train()
+    assert _unit_iters(rec) == list(range(8, 16))
