@@ -77,3 +77,12 @@ def test_eps_keeps_norm_away_from_zero():
         out[eps] = w.detach().norm(dim=1)
     assert out[0.].max() < 1e-6
     assert torch.allclose(out[0.5], torch.full((16, ), 0.5), atol=1e-4)
+
+
+def test_coupled_step_without_gradients_is_a_no_op():
+    w = torch.nn.Parameter(torch.randn(4, 6))
+    before = w.detach().clone()
+    for p in (2., 3.):
+        ShiftedLpRegularizer([ShiftedLpEntry('w', w, 0.1)], eps=0.5,
+                             p=p).step_()
+    assert w.grad is None and torch.equal(w.detach(), before)

@@ -43,6 +43,14 @@ _NOT_A_LAYER = ('not the weight of a Conv/Linear layer called in the '
 _NOT_USED = (_UNUSED, _NOT_A_LAYER)
 
 
+def granularity_of(rows: int, channels: int) -> str:
+    """``tensor`` (1 row), ``channel`` (one per output channel) or
+    ``group``."""
+    if rows == 1:
+        return 'tensor'
+    return 'channel' if rows == channels else 'group'
+
+
 @dataclass
 class ParamInvariance:
     """The verdict on one parameter.
@@ -65,11 +73,8 @@ class ParamInvariance:
 
     @property
     def granularity(self) -> Optional[str]:
-        if not self.invariant:
-            return None
-        if self.rows == 1:
-            return 'tensor'
-        return 'channel' if self.rows == self.shape[0] else 'group'
+        return granularity_of(self.rows, self.shape[0]) if self.invariant \
+            else None
 
 
 class InvarianceReport(dict):

@@ -51,14 +51,13 @@ class WeightRescaler:
     def __call__(self) -> RescaleStats:
         work = []
         for bucket in self.pack.buckets:
-            flat = bucket.gather()
             norms = torch.cat([
                 torch.linalg.vector_norm(m, dim=1, dtype=torch.float32)
-                for m in bucket.matrices(flat)
+                for m in bucket.matrices(bucket.gather())
             ])
-            work.append((bucket, flat, norms))
-        device = work[0][2].device
-        all_norms = torch.cat([n.to(device) for _, _, n in work])
+            work.append((bucket, norms))
+        device = work[0][1].device
+        all_norms = torch.cat([n.to(device) for _, n in work])
         finite = torch.isfinite(all_norms)
         summary = torch.stack([
             finite.all().float(), (all_norms == 0).sum().float(),
@@ -66,7 +65,7 @@ class WeightRescaler:
         ]).tolist()  # the only host sync
         if not summary[0]:
             self._raise_non_finite(work)
-        for bucket, _, norms in work:
+        for bucket, norms in work:
             scale = torch.where(norms > 0, norms.reciprocal(),
                                 torch.ones_like(norms))
             # one foreach kernel; low-precision weights are multiplied in fp32
@@ -77,7 +76,7 @@ class WeightRescaler:
 
     @staticmethod
     def _raise_non_finite(work) -> None:
-        for bucket, _, norms in work:
+        for bucket, norms in work:
             bad = (~torch.isfinite(norms)).nonzero()
             if len(bad):
                 name = bucket.owner_of_row(int(bad[0])).name

@@ -56,6 +56,8 @@ class Bucket:
             self.row_offsets.append(rows)
             start += n
             rows += e.rows
+        self.segment_rows = [(b - a) // L for a, b, L in self.segments]
+        self._entry_rows = torch.tensor([e.rows for e in self.entries])
 
     @property
     def params(self) -> List[torch.Tensor]:
@@ -78,6 +80,11 @@ class Bucket:
         out = self.scratch('gather', self.entries[0].param.dtype)
         return torch.cat([e.param.detach().reshape(-1) for e in self.entries],
                          out=out)
+
+    def per_row(self, per_entry: Sequence[float]) -> torch.Tensor:
+        """One value per entry, repeated over the entry's rows (fp32, CPU)."""
+        return torch.tensor(per_entry, dtype=torch.float32).repeat_interleave(
+            self._entry_rows)
 
     def row_views(self, per_row: torch.Tensor) -> List[torch.Tensor]:
         """``per_row`` (one value per row, in entry order) as one tensor per

@@ -134,12 +134,8 @@ class ShiftedLpRegularizer:
             for e in entries
         ])
         lam = {e.name: e.weight_decay for e in entries}
-        self._lam = [
-            torch.tensor([lam[x.name] for x in b.entries],
-                         dtype=torch.float32).repeat_interleave(
-                             torch.tensor([x.rows for x in b.entries]))
-            for b in self.pack.buckets
-        ]
+        self._lam = [b.per_row([lam[x.name] for x in b.entries])
+                     for b in self.pack.buckets]
 
     def __len__(self) -> int:
         return len(self.pack)
@@ -160,19 +156,12 @@ class ShiftedLpRegularizer:
             n = len(bucket.entries)
             coef = lam
             if self.mode == 'decoupled':
-                coef = lam * torch.tensor(
-                    lrs[first:first + n], dtype=torch.float32).repeat_interleave(
-                        torch.tensor([e.rows for e in bucket.entries]))
+                coef = lam * bucket.per_row(lrs[first:first + n])
             first += n
             flat = bucket.gather()
-            coef = coef.to(flat.device)
-            seg_rows = [(b - a) // L for a, b, L in bucket.segments]
-            standardized = bucket.entries[0].tag
-            if self.p == 2:
-                self._step_p2(bucket, flat, coef.split(seg_rows), standardized)
-            else:
-                self._step_general(bucket, flat, coef.split(seg_rows),
-                                   standardized)
+            coefs = coef.to(flat.device).split(bucket.segment_rows)
+            step = self._step_p2 if self.p == 2 else self._step_general
+            step(bucket, flat, coefs, bucket.entries[0].tag)
 
     def _step_p2(self, bucket, flat, coefs, standardized) -> None:
         """One broadcasting foreach pass over the weights (no delta buffer)."""
@@ -184,6 +173,8 @@ class ShiftedLpRegularizer:
         params = bucket.params
         if self.mode == 'coupled':
             keep = [i for i, p in enumerate(params) if p.grad is not None]
+            if not keep:  # no gradient this step (foreach needs a tensor)
+                return
             grads = [params[i].grad for i in keep]
             torch._foreach_addcmul_(grads, [params[i] for i in keep],
                                     [a[i] for i in keep])

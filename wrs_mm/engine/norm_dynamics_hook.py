@@ -8,7 +8,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ..core.diagnostics import StepProbe
-from .selection import check_patterns_match, compile_patterns
+from .selection import (check_patterns_match, compile_patterns,
+                        group_index, selected)
 
 
 @HOOKS.register_module()
@@ -64,13 +65,10 @@ class NormDynamicsHook(Hook):
             else runner.model
         named = [(n, p) for n, p in model.named_parameters()
                  if p.requires_grad and p.dim() >= 2]
-        names = [n for n, _ in named]
-        check_patterns_match(self.include, names, 'NormDynamicsHook.include')
-        check_patterns_match(self.exclude, names, 'NormDynamicsHook.exclude')
+        check_patterns_match(self.include, self.exclude,
+                             [n for n, _ in named], 'NormDynamicsHook')
         named = [(n, p) for n, p in named
-                 if (self.include is None or any(r.search(n)
-                                                 for r in self.include))
-                 and not any(r.search(n) for r in self.exclude or ())]
+                 if selected(n, self.include, self.exclude)]
         self._probe = StepProbe(named)
         self._path = osp.join(runner.work_dir, self.out_file)
 
@@ -79,7 +77,7 @@ class NormDynamicsHook(Hook):
         opt = runner.optim_wrapper.optimizer
         self._next = (runner.iter + self.interval - 1) // self.interval \
             * self.interval
-        index = {id(p): g for g in opt.param_groups for p in g['params']}
+        index = group_index(opt)
         self._groups = [index[id(p)] for _, p in self._probe.named_params]
         self._handles = [opt.register_step_pre_hook(self._pre),
                          opt.register_step_post_hook(self._post)]

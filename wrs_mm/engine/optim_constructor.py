@@ -115,9 +115,9 @@ class _ShiftedLpStep:
         self.cfg, self.model, self.optimizer = cfg, model, optimizer
         self.regularizer: Optional[ShiftedLpRegularizer] = None
         self.groups = []
-        names = [n for n, _ in model.named_parameters()]
-        check_patterns_match(cfg['include'], names, self.owner + '.include')
-        check_patterns_match(cfg['exclude'], names, self.owner + '.exclude')
+        check_patterns_match(cfg['include'], cfg['exclude'],
+                             [n for n, _ in model.named_parameters()],
+                             self.owner)
 
     def attach(self, model: nn.Module) -> None:
         self.optimizer.register_step_pre_hook(self._pre_step)

@@ -1,7 +1,7 @@
 """Name patterns and optimizer param groups shared by the WRS hook and the
 shifted-Lp constructor."""
 import re
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -30,14 +30,23 @@ def compile_patterns(value: Patterns, key: str) -> Optional[List[re.Pattern]]:
     return out
 
 
-def check_patterns_match(patterns: Optional[List[re.Pattern]],
-                         names: Sequence[str], key: str) -> None:
-    """Raise if a pattern matches no parameter name (a typo, usually)."""
-    for p in patterns or ():
-        if not any(p.search(n) for n in names):
-            raise ValueError(
-                f'{key}: pattern {p.pattern!r} matches no parameter of the '
-                f'model (e.g. {", ".join(names[:3])}, ...)')
+def check_patterns_match(include, exclude, names: Sequence[str],
+                         owner: str) -> None:
+    """Raise if an ``include`` / ``exclude`` pattern matches no parameter
+    name (a typo, usually)."""
+    for key, patterns in (('include', include), ('exclude', exclude)):
+        for p in patterns or ():
+            if not any(p.search(n) for n in names):
+                raise ValueError(
+                    f'{owner}.{key}: pattern {p.pattern!r} matches no '
+                    f'parameter of the model (e.g. {", ".join(names[:3])}, '
+                    '...)')
+
+
+def selected(name: str, include, exclude) -> bool:
+    """Matched by ``include`` (all when None) and not by ``exclude``."""
+    return (include is None or any(p.search(name) for p in include)) \
+        and not any(p.search(name) for p in exclude or ())
 
 
 def select(report: InvarianceReport, include, exclude, owner: str,
@@ -47,9 +56,7 @@ def select(report: InvarianceReport, include, exclude, owner: str,
     that is not invariant raises, unless ``allow_non_invariant``."""
     chosen, bad = [], []
     for v in report.candidates():
-        if include is not None and not any(p.search(v.name) for p in include):
-            continue
-        if exclude is not None and any(p.search(v.name) for p in exclude):
+        if not selected(v.name, include, exclude):
             continue
         if v.invariant:
             chosen.append(v)
@@ -112,7 +119,3 @@ def groups_summary(optimizer: torch.optim.Optimizer) -> str:
         lines.append(f'{role:<11} {wd:<13g} {lr:<11g} {n:<7d} {e}')
     return '\n'.join(lines)
 
-
-def named(model, names: Iterable[str]) -> Dict[str, torch.Tensor]:
-    params = dict(model.named_parameters())
-    return {n: params[n] for n in names}

@@ -9,6 +9,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ..core import InvarianceReport, RowEntry, WeightRescaler
+from ..core.invariance import granularity_of
 from .probe import first_forward_analysis
 from .selection import (check_patterns_match, claim_groups, compile_patterns,
                         groups_summary, select)
@@ -95,9 +96,9 @@ class WeightRescaleHook(Hook):
         return model.module if is_model_wrapper(model) else model
 
     def before_run(self, runner) -> None:
-        names = [n for n, _ in self._model(runner).named_parameters()]
-        check_patterns_match(self.include, names, 'WeightRescaleHook.include')
-        check_patterns_match(self.exclude, names, 'WeightRescaleHook.exclude')
+        check_patterns_match(self.include, self.exclude,
+                             [n for n, _ in self._model(runner).named_parameters()],
+                             'WeightRescaleHook')
 
     def before_train(self, runner) -> None:
         self._runner = runner
@@ -161,8 +162,9 @@ class WeightRescaleHook(Hook):
         lines.append(f'{"parameter":<{width}}  {"action":<8}  '
                      f'{"granularity":<11}  reason')
         for v, rows in rescaled:
-            gran = 'tensor' if rows == 1 else (
-                'channel' if rows == v.shape[0] else f'group({rows})')
+            gran = granularity_of(rows, v.shape[0])
+            if gran == 'group':
+                gran = f'group({rows})'
             lines.append(f'{v.name:<{width}}  {"rescale":<8}  {gran:<11}  '
                          f'{v.reason if v.invariant else "FORCED: " + v.reason}')
         for v, why in refused:
