@@ -2,7 +2,6 @@
 weights) and one real training batch from ``../shared/data/coco_tiny``."""
 import os
 
-import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
@@ -69,12 +68,16 @@ def det_model_and_loss(config: str, size=192, batch=2, with_mask=False,
 
 def seg_model_and_loss(config: str, size=64, batch=2):
     """The segmentor of ``config`` (SyncBN reverted to BN) and its loss on
-    real COCO images whose instance masks are rasterised to 21 labels."""
+    real COCO images with VOC labels rasterised from their instance masks
+    (``small_scale.make_voc_from_coco``)."""
+    import tempfile
+
+    import cv2
+    from mmengine.structures import PixelData
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
-    from mmengine.structures import PixelData
-    from pycocotools.coco import COCO as CocoApi
-    import cv2
+
+    from wrs_mm.small_scale import make_voc_from_coco
     init_default_scope('mmseg')
     cfg = Config.fromfile(cfg_path(config))
     cfg.model.pretrained = None
@@ -82,16 +85,15 @@ def seg_model_and_loss(config: str, size=64, batch=2):
     torch.manual_seed(0)
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
     model.init_weights()
-    api = CocoApi(COCO + 'annotations/instances_train2017.json')
+    voc = make_voc_from_coco(tempfile.mkdtemp(), n_train=batch, n_val=1,
+                             size=size)
+    with open(os.path.join(voc, 'ImageSets/Segmentation/train.txt')) as f:
+        names = f.read().split()
     imgs, samples = [], []
-    for img_id in sorted(api.getImgIds())[:batch]:
-        info = api.loadImgs(img_id)[0]
-        img = cv2.imread(COCO + 'train2017/' + info['file_name'])
-        label = np.zeros(img.shape[:2], np.uint8)
-        for ann in api.loadAnns(api.getAnnIds(imgIds=img_id, iscrowd=False)):
-            label[api.annToMask(ann) > 0] = ann['category_id'] % 20 + 1
-        img = cv2.resize(img, (size, size))
-        label = cv2.resize(label, (size, size), interpolation=cv2.INTER_NEAREST)
+    for name in names:
+        img = cv2.imread(os.path.join(voc, 'JPEGImages', name + '.jpg'))
+        label = cv2.imread(os.path.join(voc, 'SegmentationClass',
+                                        name + '.png'), cv2.IMREAD_GRAYSCALE)
         imgs.append(torch.from_numpy(img).permute(2, 0, 1).contiguous())
         s = SegDataSample()
         s.gt_sem_seg = PixelData(data=torch.from_numpy(label)[None].long())
