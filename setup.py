@@ -13,6 +13,6 @@ setup(
     extras_require={
         'mm': ['mmengine==0.10.7', 'mmdet==3.3.0', 'mmsegmentation==1.2.2',
                'pycocotools', 'ftfy', 'regex'],
-        'tests': ['pytest', 'scipy', 'adamp', 'matplotlib'],
+        'tests': ['pytest', 'scipy', 'adamp', 'matplotlib', 'triton'],
     },
 )

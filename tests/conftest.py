@@ -8,6 +8,9 @@ from torch import nn
 
 os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
 torch.set_num_threads(2)
+# Tests compare numbers across devices and against references: no TF32 on GPUs
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_tf32 = False
 
 SHARED = os.environ.get('WRS_MM_DATA', os.path.abspath(
     os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data')))

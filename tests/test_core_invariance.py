@@ -1,4 +1,5 @@
 """Invariance analysis on small hand-made models, and the theory of 000 Sec. 3."""
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -153,3 +154,66 @@ def test_theorem_3_1_and_corollary_3_3(bnnet):
                               rtol=1e-6, atol=0)
         assert torch.all(after > before[n])
 
+
+
+class DropoutNet(nn.Module):
+    """BN convs, then dropout before the head: every forward draws a mask."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(8 * 8 * 8, 4)
+
+    def forward(self, x):
+        return self.fc(self.drop(torch.relu(self.bn(self.conv(x)))).flatten(1))
+
+
+def _verify_dropout(device):
+    torch.manual_seed(0)
+    m = DropoutNet().to(device).train()
+    x = torch.randn(4, 3, 8, 8, device=device)
+    t = torch.randint(0, 4, (4, ), device=device)
+    report = analyze_invariance(m, _loss(m, x, t))
+    assert [v.name for v in report.invariant()] == ['conv.weight']
+    before = torch.random.get_rng_state()
+    result = verify_invariance(m, _loss(m, x, t), report)
+    assert result.ok, result.failures
+    assert result.noise_rel == 0  # the same dropout mask in every forward
+    assert result.refused_rel_change['fc.weight'] > 1e-4
+    assert any('random state' in p for p in result.precautions)
+    assert any('tf32 off' in p for p in result.precautions)
+    assert torch.equal(torch.random.get_rng_state(), before)  # restored
+
+
+def test_verify_with_dropout_resets_every_random_state():
+    _verify_dropout('cpu')
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason='cuda-only: needs a CUDA device')
+def test_cuda_verify_with_dropout_and_tf32_switched_off():
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        _verify_dropout('cuda')
+        assert torch.backends.cudnn.allow_tf32  # restored afterwards
+    finally:
+        torch.backends.cudnn.allow_tf32 = False
+
+
+def test_verify_names_the_likely_cause_of_a_failure():
+    torch.manual_seed(0)
+    m = DropoutNet().train()
+    x = torch.randn(4, 3, 8, 8)
+    t = torch.randint(0, 4, (4, ))
+    report = analyze_invariance(m, _loss(m, x, t))
+    draws = iter(range(1000))
+
+    def noisy():  # a nondeterministic forward: different dropout each call
+        torch.manual_seed(next(draws))
+        return _loss(m, x, t)()
+
+    result = verify_invariance(m, noisy, report)
+    assert not result.ok and result.noise_rel > 1e-5
+    assert 'not deterministic' in result.failures[-1]

@@ -73,6 +73,7 @@ def test_wrs_config_trains_on_shanghaitech_b_and_metric_is_exact(tmp_path):
     ckpt = str(tmp_path / 'epoch_3.pth')
     dist_dump = str(tmp_path / 'dist_preds.pkl')
     env = dict(os.environ, OMP_NUM_THREADS='1', PORT='29541',
+               CUDA_VISIBLE_DEVICES='',  # 2 processes on CPU / gloo
                PATH=os.path.dirname(sys.executable) + os.pathsep +
                os.environ['PATH'])
     subprocess.run(['bash', 'tools/dist_test.sh', str(tmp_path / 'cfg.py'),

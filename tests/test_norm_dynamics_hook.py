@@ -25,7 +25,7 @@ class GradCapture(Hook):
 
         def pre(optimizer, args, kwargs):
             self.seen[runner.iter + 1] = {
-                n: (p.detach().clone(), p.grad.clone())
+                n: (p.detach().cpu().clone(), p.grad.cpu().clone())
                 for n, p in runner.model.named_parameters()
                 if p.grad is not None}
         opt.register_step_pre_hook(pre)

@@ -102,6 +102,7 @@ def test_weight_standardised_convs_use_std_shift():
     (dict(eps=-1.), 'eps must be >= 0'),
     (dict(p=0.5), 'p must be >= 1'),
     (dict(mode='both'), 'mode must be one of'),
+    (dict(backend='cuda'), 'shifted_reg.backend must be one of'),
     (dict(epsilon=1.), 'unknown keys'),
     (dict(include='backbone'), "include: pattern 'backbone'"),
 ])

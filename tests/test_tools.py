@@ -13,15 +13,24 @@ from wrs_mm import small_scale as C
 CONFIG = 'configs/yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py'
 
 
-def _env():
-    return dict(os.environ, OMP_NUM_THREADS='1',
-                PATH=os.path.dirname(sys.executable) + os.pathsep +
-                os.environ['PATH'])
+def _env(cpu=False):
+    """Subprocess environment; ``cpu``: hide GPUs (two processes on a
+    one-GPU machine run on CPU / gloo). On CUDA, cuBLAS needs a fixed
+    workspace for deterministic results."""
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               CUBLAS_WORKSPACE_CONFIG=':4096:8',
+               PATH=os.path.dirname(sys.executable) + os.pathsep +
+               os.environ['PATH'])
+    if cpu:
+        env['CUDA_VISIBLE_DEVICES'] = ''
+    return env
 
 
 def _shrunk_config(tmp_path, epochs):
     cfg = Config.fromfile(os.path.join(C.ROOT, CONFIG))
     C.shrink_det(cfg, tmp_path / 'unused', epochs=epochs)
+    # bitwise resume on CUDA needs deterministic kernels (cuDNN, atomics)
+    cfg.randomness = dict(seed=0, deterministic=torch.cuda.is_available())
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     path = str(tmp_path / 'shrunk.py')
@@ -65,7 +74,7 @@ def test_train_resume_and_test(tmp_path):
 def test_dist_train_two_processes(tmp_path):
     cfg = _shrunk_config(tmp_path, epochs=2)
     work = tmp_path / 'dist'
-    env = _env()
+    env = _env(cpu=True)
     env['PORT'] = '29531'
     subprocess.run(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir',
                     str(work)], check=True, cwd=C.ROOT, env=env, timeout=600,

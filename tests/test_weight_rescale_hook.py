@@ -8,7 +8,6 @@ from unittest import mock
 import pytest
 import torch
 from mmengine.hooks import Hook
-from mmengine.logging import MessageHub
 from mmengine.runner import Runner
 import toy  # noqa: F401  (registers the toy model and dataset)
 
@@ -78,8 +77,10 @@ def test_rescales_every_tau_steps_and_splits_decay(tmp_path):
     refused = [r for r in table if not r['rescaled']]
     assert [r['name'] for r in refused] == ['net.fc.weight']
     assert 'not only by a normalisation' in refused[0]['reason']
-    hub = MessageHub.get_current_instance()
-    assert hub.get_scalar('train/wrs_norm_mean').current() > 0
+    log = next(f for d in os.scandir(runner.work_dir) if d.is_dir()
+               for f in os.scandir(d.path) if f.name.endswith('.log'))
+    text = open(log.path).read()
+    assert 'wrs_norm_mean: ' in text and 'wrs_zero_rows: 0' in text
 
 
 def test_paramwise_cfg_still_applies(tmp_path):
@@ -164,6 +165,10 @@ def test_bad_arguments():
         WeightRescaleHook(interval=0)
     with pytest.raises(ValueError, match='end'):
         WeightRescaleHook(begin=5, end=3)
+    with pytest.raises(ValueError, match='backend must be one of'):
+        WeightRescaleHook(backend='gpu')
+    with pytest.raises(ValueError, match='check_finite must be one of'):
+        WeightRescaleHook(check_finite=True)
     with pytest.raises(ValueError, match='granularity'):
         WeightRescaleHook(granularity='row')
     with pytest.raises(ValueError, match='invalid regex'):
@@ -242,8 +247,8 @@ def test_single_group_optimizer_is_rejected(tmp_path):
 
 def test_ddp_two_processes_keep_parameters_identical(tmp_path):
     script = os.path.join(os.path.dirname(__file__), 'ddp_train.py')
-    env = dict(os.environ, OMP_NUM_THREADS='1',
-               PYTHONPATH=os.path.dirname(__file__))
+    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
+               PYTHONPATH=os.path.dirname(__file__))  # CPU / gloo
     subprocess.run([
         sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
         '--master_port=29517', script, str(tmp_path)
@@ -286,3 +291,39 @@ def test_window_in_epochs(tmp_path):
     runner.register_hook(rec)
     runner.train()
     assert _unit_iters(rec) == list(range(8, 16))
+
+
+class ScalarRecorder(Hook):
+    """What the message hub holds for the WRS stats after each iteration's
+    hooks (the LoggerHook has written its line by then)."""
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.seen = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        buf = runner.message_hub.log_scalars.get('train/wrs_norm_mean')
+        self.seen.append(None if buf is None else list(buf.data[0]))
+
+
+def test_stats_read_only_on_log_lines_and_only_when_measured(tmp_path):
+    cfg = toy.runner_cfg(tmp_path, 12, hook=dict(type='WeightRescaleHook',
+                                                 interval=5))
+    cfg['default_hooks']['logger']['interval'] = 2
+    runner = Runner.from_cfg(cfg)
+    rec = ScalarRecorder()
+    runner.register_hook(rec)
+    with mock.patch('wrs_mm.core.rescale.RescaleStats._read',
+                    autospec=True,
+                    side_effect=wrs_mm.core.rescale.RescaleStats._read) as rd:
+        runner.train()
+    # rescales after iterations 5 and 10 (indices 4, 9); log lines after
+    # every 2nd: the stats appear on the first line after each rescale only
+    logged = range(1, 12, 2)
+    present = [i for i in logged if rec.seen[i] is not None]
+    assert present == [5, 9], rec.seen
+    for i in present:
+        assert len(rec.seen[i]) == 1 and rec.seen[i][0] > 0  # no window
+    assert rd.call_count >= 1  # read lazily, on those lines
+    assert len({id(c.args[0]) for c in rd.call_args_list}) == 2

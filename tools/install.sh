@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create (or complete) the environment for wrs_mm in $1 (default .venv):
 # torch (2.13.0 here, or the CUDA torch already installed), mmcv 2.1.0 with ops
-# built once and cached as a wheel, mmengine 0.10.7, mmdet 3.3.0,
+# built once (for the visible GPU, if any: tools/build_mmcv.sh) and cached as a
+# wheel, Triton, mmengine 0.10.7, mmdet 3.3.0,
 # mmsegmentation 1.2.2, the test tools, and wrs_mm in editable mode.
 set -euo pipefail
 VENV=${1:-.venv}
@@ -27,15 +28,17 @@ echo "torch==$TORCH" > "$CONSTRAINTS"
 $PIP install -c "$CONSTRAINTS" "setuptools>=77.0.3,<81" wheel ninja numpy
 
 if ! "$PY" -c 'import mmcv.ops' 2>/dev/null; then
-  WHEELS="$CACHE/wheels/torch-$TORCH"
-  if ! ls "$WHEELS"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
-    echo "building mmcv 2.1.0 with ops (about 11 minutes on 2 cores) into $WHEELS"
-    mkdir -p "$WHEELS"
-    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} $PIP wheel \
-      --no-build-isolation --no-deps -w "$WHEELS" mmcv==2.1.0
-  fi
+  # one cached wheel per torch version and GPU architecture
+  ARCH=$("$PY" -c 'import torch
+print("-sm%d%d" % torch.cuda.get_device_capability()
+      if torch.cuda.is_available() else "")')
+  WHEELS="$CACHE/wheels/torch-$TORCH$ARCH"
+  bash tools/build_mmcv.sh "$PY" "$WHEELS"
   $PIP install -c "$CONSTRAINTS" "$WHEELS"/mmcv-2.1.0-*.whl
 fi
+# Triton: the fused WRS / shifted-L2 kernels on CUDA (CUDA builds of torch
+# ship it); on CPU its interpreter runs the kernel tests.
+"$PY" -c 'import triton' 2>/dev/null || $PIP install triton==3.6.0
 $PIP install -c "$CONSTRAINTS" mmengine==0.10.7 mmdet==3.3.0 \
   mmsegmentation==1.2.2 pycocotools ftfy regex scipy matplotlib pytest adamp \
   scikit-learn

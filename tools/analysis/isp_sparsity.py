@@ -81,7 +81,7 @@ def main(argv=None) -> int:
                          beta_projected=fit_ggd_beta(proj),
                          beta_raw=fit_ggd_beta(raw)))
         for data, label in ((raw, 'raw'), (proj.flatten(), 'projected')):
-            x = (data / data.std()).numpy()
+            x = (data / data.std()).cpu().numpy()
             ax.hist(x, bins=200, range=(-6, 6), density=True, histtype='step',
                     log=True, label=label)
         ax.set_title(f"{name}\nbeta proj {rows[-1]['beta_projected']:.2f}, "

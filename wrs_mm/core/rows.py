@@ -9,7 +9,7 @@ with the same length is a single ``(R, L)`` matrix: per-row reductions cost one
 kernel per distinct row length instead of one per parameter.
 """
 from dataclasses import dataclass, field
-from typing import Any, Hashable, List, Sequence, Tuple
+from typing import Any, Hashable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -86,13 +86,15 @@ class Bucket:
         return torch.tensor(per_entry, dtype=torch.float32).repeat_interleave(
             self._entry_rows)
 
-    def row_views(self, per_row: torch.Tensor) -> List[torch.Tensor]:
-        """``per_row`` (one value per row, in entry order) as one tensor per
-        parameter that broadcasts against it (a group's value repeated over
-        its channels)."""
+    def row_views(self, per_row: torch.Tensor,
+                  entries: Optional[Sequence[RowEntry]] = None
+                  ) -> List[torch.Tensor]:
+        """``per_row`` (one value per row of ``entries``, default all, in
+        entry order) as one tensor per parameter that broadcasts against it
+        (a group's value repeated over its channels)."""
+        entries = self.entries if entries is None else entries
         out = []
-        for v, e in zip(per_row.split([e.rows for e in self.entries]),
-                        self.entries):
+        for v, e in zip(per_row.split([e.rows for e in entries]), entries):
             channels = e.param.shape[0]
             if e.rows not in (1, channels):
                 v = v.repeat_interleave(channels // e.rows)

@@ -19,12 +19,20 @@ mean of ``w_j``; following the authors' code (implus/PytorchInsight ``LSGD``), w
 
 where ``g = sign(c)|c|^(p-1)/||c||_p^(p-1)`` and ``P`` removes the mean; for p = 2
 this is ``lambda * [(1 - eps/s) c + mu]``. Rows of zero norm get zero shift term.
+
+The step never synchronises with the host. Implementations, chosen per
+(device, dtype) by ``backend`` as for :class:`~wrs_mm.core.WeightRescaler`:
+``'triton'`` (one fused launch for all weights, p = 2 only; the default on CUDA
+with Triton), ``'torch'`` (the packed pure-torch reference) and ``'loop'`` (per
+parameter; the default on CPU).
 """
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 
+from . import kernels
+from .rescale import choose_backend
 from .rows import RowEntry, RowPack
 
 MODES = ('coupled', 'decoupled')
@@ -106,6 +114,14 @@ class ShiftedLpEntry:
     standardized: bool = False
 
 
+def _to_device(values: Sequence[float], device: torch.device) -> torch.Tensor:
+    """fp32 values on ``device`` without a host synchronisation."""
+    host = torch.tensor(values, dtype=torch.float32)
+    if device.type == 'cuda':
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
+
+
 class ShiftedLpRegularizer:
     """Applies the eps-shifted Lp regularizer to a set of weights, batched.
 
@@ -117,25 +133,46 @@ class ShiftedLpRegularizer:
         mode: ``'coupled'`` adds ``dR/dw`` to ``.grad`` before the optimizer step
             (L2-style, as the paper does with SGD); ``'decoupled'`` shrinks the
             weights by ``lr * dR/dw`` before the step (AdamW-style).
+        backend: ``'auto'``, ``'triton'`` (p = 2), ``'torch'`` or ``'loop'``
+            (module doc).
 
     Call :meth:`step_` right before the optimizer step (after unscaling AMP
     gradients), once per real optimizer update.
     """
 
     def __init__(self, entries: Sequence[ShiftedLpEntry], eps: float,
-                 p: float = 2., mode: str = 'coupled'):
+                 p: float = 2., mode: str = 'coupled', backend: str = 'auto'):
         _check(eps, p)
         if mode not in MODES:
             raise ValueError(f'shifted regularizer: mode must be one of {MODES}, '
                              f'got {mode!r}')
+        if backend == 'triton' and p != 2:
+            raise ValueError('shifted regularizer: backend="triton" supports '
+                             f'p = 2 only, got p = {p}')
         self.eps, self.p, self.mode = eps, p, mode
         self.pack = RowPack([
             RowEntry(e.name, e.param, e.param.shape[0], tag=e.standardized)
             for e in entries
         ])
         lam = {e.name: e.weight_decay for e in entries}
-        self._lam = [b.per_row([lam[x.name] for x in b.entries])
-                     for b in self.pack.buckets]
+        self._lam_entries = [[lam[x.name] for x in b.entries]
+                             for b in self.pack.buckets]
+        self.backends, self._tables, self._lam = [], [], []
+        for b, lams in zip(self.pack.buckets, self._lam_entries):
+            k = choose_backend(backend, b, 'shifted regularizer')
+            if k == 'triton' and p != 2:  # 'auto' on CUDA with p != 2
+                k = 'torch'
+            device = b.entries[0].param.device
+            self.backends.append(k)
+            if k == 'triton':
+                self._tables.append(kernels.RowTable(
+                    b.params, [e.rows for e in b.entries]))
+                self._lam.append(_to_device(lams, device))  # per parameter
+            else:
+                self._tables.append(None)
+                self._lam.append(b.per_row(lams).to(device))  # per row
+        self._lrs = None
+        self._coefs = self._lam
 
     def __len__(self) -> int:
         return len(self.pack)
@@ -144,24 +181,84 @@ class ShiftedLpRegularizer:
     def names(self):
         return [e.name for e in self.pack.entries]
 
+    def _coefficients(self, lrs: Optional[Sequence[float]]) -> list:
+        """lambda (coupled) or lr * lambda (decoupled), per parameter
+        (Triton) or per row, on the device; re-uploaded when an lr changed."""
+        if self.mode == 'coupled':
+            return self._lam
+        if lrs is None or len(lrs) != len(self):
+            raise ValueError('decoupled shifted regularizer needs one lr per '
+                             f'weight ({len(self)}), got {lrs!r}')
+        lrs = list(lrs)
+        if lrs != self._lrs:
+            self._coefs, first = [], 0
+            for b, k, lams in zip(self.pack.buckets, self.backends,
+                                  self._lam_entries):
+                n = len(b.entries)
+                c = [lr * lam for lr, lam in zip(lrs[first:first + n], lams)]
+                first += n
+                device = b.entries[0].param.device
+                self._coefs.append(_to_device(c, device) if k == 'triton' else
+                                   b.per_row(c).to(device))
+            self._lrs = lrs
+        return self._coefs
+
     @torch.no_grad()
     def step_(self, lrs: Optional[Sequence[float]] = None) -> None:
         """Apply one step. ``lrs``: the lr of each weight, in :attr:`names`
         order; required for ``'decoupled'``."""
-        if self.mode == 'decoupled' and (lrs is None or len(lrs) != len(self)):
-            raise ValueError('decoupled shifted regularizer needs one lr per '
-                             f'weight ({len(self)}), got {lrs!r}')
-        first = 0
-        for bucket, lam in zip(self.pack.buckets, self._lam):
-            n = len(bucket.entries)
-            coef = lam
-            if self.mode == 'decoupled':
-                coef = lam * bucket.per_row(lrs[first:first + n])
-            first += n
+        coefs = self._coefficients(lrs)
+        for i, (bucket, k, table, coef) in enumerate(zip(
+                self.pack.buckets, self.backends, self._tables, coefs)):
+            standardized = bucket.entries[0].tag
+            if k == 'triton':
+                if kernels.shifted_l2_rows(table, coef, self.eps, standardized,
+                                           self.mode == 'coupled'):
+                    continue
+                # a gradient with another layout than its weight (rare)
+                k = 'loop'
+                coef = bucket.per_row(self._host_coefs(i)).to(coef.device)
+            if k == 'loop':
+                self._step_loop(bucket, coef, standardized)
+                continue
             flat = bucket.gather()
-            coefs = coef.to(flat.device).split(bucket.segment_rows)
+            coefs_seg = coef.split(bucket.segment_rows)
             step = self._step_p2 if self.p == 2 else self._step_general
-            step(bucket, flat, coefs, bucket.entries[0].tag)
+            step(bucket, flat, coefs_seg, standardized)
+
+    def _host_coefs(self, i: int) -> List[float]:
+        """Bucket ``i``'s per-parameter coefficients, on the host."""
+        lams = self._lam_entries[i]
+        if self.mode == 'coupled':
+            return lams
+        first = sum(len(b.entries) for b in self.pack.buckets[:i])
+        return [lr * lam for lr, lam in
+                zip(self._lrs[first:first + len(lams)], lams)]
+
+    def _step_loop(self, bucket, coef, standardized) -> None:
+        """Per parameter: a few small kernels each (cheap on CPU)."""
+        coupled = self.mode == 'coupled'
+        for e, c in zip(bucket.entries, coef.split(
+                [e.rows for e in bucket.entries])):
+            p = e.param
+            if coupled and p.grad is None:
+                continue
+            target = p.grad if coupled else p
+            m = p.reshape(e.rows, -1)
+            if self.p != 2:
+                delta = (shifted_lp_grad(m, self.eps, self.p, standardized) *
+                         c[:, None]).view(p.shape)
+                target.add_(delta) if coupled else target.sub_(delta)
+                continue
+            a, b = _affine_p2(m, c, self.eps, standardized)
+            shape = (-1, ) + (1, ) * (p.dim() - 1)
+            if coupled:
+                target.addcmul_(p, a.view(shape))
+            else:
+                target.mul_((1 - a).view(shape))
+            if b is not None:
+                target.add_(b.view(shape)) if coupled else \
+                    target.sub_(b.view(shape))
 
     def _step_p2(self, bucket, flat, coefs, standardized) -> None:
         """One broadcasting foreach pass over the weights (no delta buffer)."""

@@ -5,9 +5,17 @@ group or tensor) is multiplied by a random factor in [0.5, 2] (weight-standardis
 ones also get a per-channel constant added), all at once, and the loss must stay
 within ``rtol``. A sample of the weights called *not* invariant is perturbed one
 at a time, and the loss must change by more than that measured change
-(and more than 1e-6). The random state is reset before every forward, so that
-stochastic parts of the loss (e.g. RoI sampling) draw the same numbers; weights,
-buffers and the random state are restored afterwards.
+(and more than 1e-6). The random state of every generator (CPU, every CUDA
+device, numpy, ``random``) is reset before every forward, so that stochastic
+parts of the loss (dropout, RoI sampling) draw the same numbers; weights,
+buffers and the random states are restored afterwards.
+
+On GPUs the forwards run with TF32 off (cuDNN convolutions and matmuls) and
+cuDNN in deterministic mode, restored afterwards: TF32 rounds inputs to 10
+mantissa bits, which alone moves a ResNet-50 loss by ~1e-3 under a rescale.
+The loss is computed twice at the start; the difference is the forward's own
+noise, reported with the result and used to name the likely cause of a
+failure (a nondeterministic op, TF32 left on, or the normalisation eps).
 
 Normalisations divide by ``sqrt(var + eps)`` (weight standardisation by
 ``std + eps``), which makes them invariant only up to ``eps / var``; with
@@ -38,6 +46,8 @@ class VerifyResult:
     refused_rel_change: Dict[str, float] = field(default_factory=dict)
     rtol: float = 1e-4
     failures: List[str] = field(default_factory=list)
+    noise_rel: float = 0.  # two identical forwards differ by this much
+    precautions: List[str] = field(default_factory=list)  # what was done
 
     @property
     def ok(self) -> bool:
@@ -62,33 +72,84 @@ def _eps_modules(model: nn.Module, report: InvarianceReport) -> list:
 def verify_invariance(model: nn.Module, forward: Callable[[], torch.Tensor],
                       report: InvarianceReport, rtol: float = 1e-4,
                       num_refused: int = 8, seed: int = 0,
-                      exact: bool = True) -> VerifyResult:
+                      exact: bool = True,
+                      allow_tf32: bool = False) -> VerifyResult:
     """Check ``report`` numerically; see the module docstring.
 
     Args:
         forward: returns the scalar training loss (same batch every call).
         num_refused: how many non-invariant weights to perturb (evenly spread).
         exact: set normalisation eps to 1e-12 during the check.
+        allow_tf32: keep TF32 / nondeterministic cuDNN as configured (by
+            default both are switched off during the check).
     """
     eps_saved = [(m, m.eps) for m in (_eps_modules(model, report)
                                       if exact else ())]
+    precautions = [f'random state of cpu + {torch.cuda.device_count()} cuda '
+                   'device(s), numpy, random reset before every forward']
+    if eps_saved:
+        precautions.append(f'eps=1e-12 in {len(eps_saved)} layers')
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    flags = (cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic,
+             cudnn.benchmark)
+    if not allow_tf32:
+        cudnn.allow_tf32 = matmul.allow_tf32 = False
+        cudnn.deterministic, cudnn.benchmark = True, False
+        precautions.append('tf32 off (cudnn, matmul), cudnn deterministic')
     for m, _ in eps_saved:
         m.eps = 1e-12
     try:
-        return _verify(model, forward, report, rtol, num_refused, seed)
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+            result = _verify(model, forward, report, rtol, num_refused, seed)
+        result.precautions = precautions
+        if result.invariant_rel_change > rtol:
+            result.failures.append(_likely_cause(result, exact, flags,
+                                                 allow_tf32))
+        return result
     finally:
         for m, eps in eps_saved:
             m.eps = eps
+        (cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic,
+         cudnn.benchmark) = flags
+
+
+def _likely_cause(result: VerifyResult, exact: bool, flags,
+                  allow_tf32: bool) -> str:
+    if result.noise_rel > result.rtol / 10:
+        return (f'likely cause: the forward is not deterministic (two '
+                f'identical forwards differ by {result.noise_rel:.2e}); use '
+                'torch.use_deterministic_algorithms(True) or a larger rtol')
+    if allow_tf32 and (flags[0] or flags[1]):
+        return ('likely cause: TF32 is on (torch.backends.cudnn.allow_tf32 / '
+                'cuda.matmul.allow_tf32); run with allow_tf32=False')
+    if not exact:
+        return ('likely cause: the normalisation eps (invariance holds only '
+                'up to eps / var); run with exact=True')
+    return ('likely cause: the weight is not invariant (the analysis is '
+            'wrong for this model; please report it)')
+
+
+def _rng_states() -> tuple:
+    cuda = [torch.cuda.get_rng_state(d)
+            for d in range(torch.cuda.device_count())]
+    return (torch.get_rng_state(), cuda, np.random.get_state(),
+            random.getstate())
+
+
+def _set_rng_states(states) -> None:
+    torch.set_rng_state(states[0])
+    for d, s in enumerate(states[1]):
+        torch.cuda.set_rng_state(s, d)
+    np.random.set_state(states[2])
+    random.setstate(states[3])
 
 
 def _verify(model, forward, report, rtol, num_refused, seed) -> VerifyResult:
     params = dict(model.named_parameters())
-    states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    states = _rng_states()
 
     def loss() -> float:
-        torch.set_rng_state(states[0])
-        np.random.set_state(states[1])
-        random.setstate(states[2])
+        _set_rng_states(states)
         with torch.no_grad():
             return float(forward())
 
@@ -97,6 +158,7 @@ def _verify(model, forward, report, rtol, num_refused, seed) -> VerifyResult:
     gen = torch.Generator().manual_seed(seed)
     try:
         base = loss()
+        noise = abs(loss() - base) / max(abs(base), 1e-12)
         inv = report.invariant()
         with torch.no_grad():
             for v in inv:
@@ -105,7 +167,7 @@ def _verify(model, forward, report, rtol, num_refused, seed) -> VerifyResult:
                 if v.kind == 'ws':
                     p.add_(_rows_factor(p, p.shape[0], gen) * saved[v.name].std())
         rel = abs(loss() - base) / max(abs(base), 1e-12)
-        result = VerifyResult(base, rel, len(inv), rtol=rtol)
+        result = VerifyResult(base, rel, len(inv), rtol=rtol, noise_rel=noise)
         if rel > rtol:
             result.failures.append(
                 f'loss changed by {rel:.2e} (> {rtol}) when the '
@@ -134,6 +196,3 @@ def _verify(model, forward, report, rtol, num_refused, seed) -> VerifyResult:
             for n, p in params.items():
                 p.copy_(saved[n])
         _restore_buffers(buffers)
-        torch.set_rng_state(states[0])
-        np.random.set_state(states[1])
-        random.setstate(states[2])

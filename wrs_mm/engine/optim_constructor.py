@@ -10,13 +10,14 @@ from mmengine.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
 from torch import nn
 
 from ..core import ShiftedLpEntry, ShiftedLpRegularizer
+from ..core.rescale import BACKENDS
 from ..core.shifted_lp import MODES
 from .probe import first_forward_analysis
 from .selection import (check_patterns_match, claim_groups, compile_patterns,
                         groups_summary, select)
 
 SHIFTED_KEYS = ('eps', 'p', 'mode', 'weight_decay', 'include', 'exclude',
-                'allow_non_invariant')
+                'allow_non_invariant', 'backend')
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -39,7 +40,9 @@ class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
       configured with (``optimizer.weight_decay`` times its multipliers);
     * ``include`` / ``exclude`` / ``allow_non_invariant``: as in
       ``WeightRescaleHook``; by default every weight the invariance analysis
-      finds invariant (weight-standardised convs use the std-shifted form).
+      finds invariant (weight-standardised convs use the std-shifted form);
+    * ``backend``: ``'auto'`` (default: one fused Triton kernel on CUDA, a
+      per-parameter loop on CPU), ``'triton'``, ``'torch'`` or ``'loop'``.
 
     The weights are chosen on the first training forward (the invariance
     analysis), before the first step. The regularizer runs in a torch optimizer
@@ -61,7 +64,7 @@ class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise KeyError(f'paramwise_cfg.shifted_reg: unknown keys '
                            f'{sorted(unknown)}; accepted: {SHIFTED_KEYS}')
         cfg = dict(dict(eps=1e-3, p=2., mode='coupled', weight_decay=None,
-                        allow_non_invariant=False), **cfg)
+                        allow_non_invariant=False, backend='auto'), **cfg)
         if not cfg['eps'] >= 0:
             raise ValueError('paramwise_cfg.shifted_reg.eps must be >= 0, got '
                              f"{cfg['eps']}")
@@ -71,6 +74,9 @@ class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         if cfg['mode'] not in MODES:
             raise ValueError(f'paramwise_cfg.shifted_reg.mode must be one of '
                              f"{MODES}, got {cfg['mode']!r}")
+        if cfg['backend'] not in BACKENDS:
+            raise ValueError('paramwise_cfg.shifted_reg.backend must be one of '
+                             f"{BACKENDS}, got {cfg['backend']!r}")
         if cfg['weight_decay'] is not None and not cfg['weight_decay'] >= 0:
             raise ValueError('paramwise_cfg.shifted_reg.weight_decay must be '
                              f"None or >= 0, got {cfg['weight_decay']}")
@@ -143,7 +149,7 @@ class _ShiftedLpStep:
             for v in chosen
         ]
         self.regularizer = ShiftedLpRegularizer(entries, cfg['eps'], cfg['p'],
-                                                cfg['mode'])
+                                                cfg['mode'], cfg['backend'])
         self.groups = [groups[n] for n in self.regularizer.names]
         print_log(
             f"{self.owner}: eps-shifted L{cfg['p']:g} ({cfg['mode']}, eps="

@@ -3,13 +3,14 @@ import json
 import os.path as osp
 from typing import Optional
 
-from mmengine.hooks import Hook
-from mmengine.logging import print_log
+from mmengine.hooks import Hook, LoggerHook
+from mmengine.logging import HistoryBuffer, print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ..core import InvarianceReport, RowEntry, WeightRescaler
 from ..core.invariance import granularity_of
+from ..core.rescale import BACKENDS, CHECKS
 from .probe import first_forward_analysis
 from .selection import (check_patterns_match, claim_groups, compile_patterns,
                         groups_summary, select)
@@ -36,6 +37,14 @@ class WeightRescaleHook(Hook):
     gradients do not count; the rescale runs right after the step on every
     rank. The step counter is saved in checkpoints and restored on resume.
 
+    The rescale does not synchronise with the host: its statistics (row norms
+    before the rescale) stay on the device and are read only on the
+    iterations mmengine's ``LoggerHook`` writes a log line, where the last
+    rescale's ``wrs_norm_mean/min/max`` and ``wrs_zero_rows`` are logged (and
+    left out of lines with no rescale since the previous one). A non-finite
+    norm raises ``FloatingPointError`` naming the weight then, at the end of
+    training, or at every rescale with ``check_finite='eager'``.
+
     Args:
         interval (int): tau, in optimizer steps. Defaults to 10.
         begin (int): first iteration (or epoch if ``by_epoch``) at which to
@@ -55,6 +64,10 @@ class WeightRescaleHook(Hook):
         allow_non_invariant (bool): rescale weights matched by ``include`` even
             when they are not invariant (this changes the network function).
             Defaults to False.
+        backend (str): ``'auto'``, ``'triton'``, ``'torch'`` or ``'loop'``; see
+            :class:`wrs_mm.core.WeightRescaler`. Defaults to 'auto'.
+        check_finite (str): ``'deferred'`` or ``'eager'``; see
+            :class:`wrs_mm.core.WeightRescaler`. Defaults to 'deferred'.
     """
     priority = 'ABOVE_NORMAL'  # before EMA and checkpoints see the weights
 
@@ -66,7 +79,9 @@ class WeightRescaleHook(Hook):
                  granularity: str = 'auto',
                  include=None,
                  exclude=None,
-                 allow_non_invariant: bool = False):
+                 allow_non_invariant: bool = False,
+                 backend: str = 'auto',
+                 check_finite: str = 'deferred'):
         if not isinstance(interval, int) or interval < 1:
             raise ValueError('WeightRescaleHook: interval (tau) must be an '
                              f'integer >= 1, got {interval!r}')
@@ -84,6 +99,14 @@ class WeightRescaleHook(Hook):
         self.include = compile_patterns(include, 'WeightRescaleHook.include')
         self.exclude = compile_patterns(exclude, 'WeightRescaleHook.exclude')
         self.allow_non_invariant = allow_non_invariant
+        if backend not in BACKENDS:
+            raise ValueError(f'WeightRescaleHook: backend must be one of '
+                             f'{BACKENDS}, got {backend!r}')
+        if check_finite not in CHECKS:
+            raise ValueError(f'WeightRescaleHook: check_finite must be one of '
+                             f'{CHECKS}, got {check_finite!r}')
+        self.backend, self.check_finite = backend, check_finite
+        self._pending_stats = None  # of the last rescale, not yet logged
         self.steps = 0  # real optimizer steps taken
         self.num_rescales = 0
         self.rescaler: Optional[WeightRescaler] = None
@@ -110,6 +133,8 @@ class WeightRescaleHook(Hook):
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+        if self._pending_stats is not None:  # surface a non-finite norm
+            self._pending_stats.norm_mean
 
     def _setup(self, report: InvarianceReport) -> None:
         """Choose the weights, remove their decay, log the table."""
@@ -144,7 +169,8 @@ class WeightRescaleHook(Hook):
                   groups_summary(runner.optim_wrapper.optimizer),
                   logger='current')
         self.rescaler = WeightRescaler(
-            [RowEntry(v.name, params[v.name], rows) for v, rows in rescaled])
+            [RowEntry(v.name, params[v.name], rows) for v, rows in rescaled],
+            backend=self.backend, check_finite=self.check_finite)
 
     def _rows(self, v) -> Optional[int]:
         if not v.invariant:  # forced with allow_non_invariant
@@ -191,13 +217,43 @@ class WeightRescaleHook(Hook):
         if (self.rescaler is None or self.steps % self.interval
                 or not self._in_window()):
             return
-        stats = self.rescaler()
+        self._pending_stats = self.rescaler()
         self.num_rescales += 1
-        hub = self._runner.message_hub
-        hub.update_scalar('train/wrs_norm_mean', stats.norm_mean)
-        hub.update_scalar('train/wrs_norm_min', stats.norm_min)
-        hub.update_scalar('train/wrs_norm_max', stats.norm_max)
-        hub.update_scalar('train/wrs_zero_rows', stats.zero_rows)
+
+    STATS_KEYS = ('train/wrs_norm_mean', 'train/wrs_norm_min',
+                  'train/wrs_norm_max', 'train/wrs_zero_rows')
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        """On log iterations, read the last rescale's statistics (the only
+        host synchronisation) into the message hub, or drop stale ones."""
+        if not self._logged_now(runner, batch_idx):
+            return
+        scalars = runner.message_hub.log_scalars
+        stats, self._pending_stats = self._pending_stats, None
+        if stats is None:
+            for key in self.STATS_KEYS:
+                scalars.pop(key, None)
+            return
+        values = (stats.norm_mean, stats.norm_min, stats.norm_max,
+                  stats.zero_rows)
+        for key, value in zip(self.STATS_KEYS, values):
+            scalars[key] = HistoryBuffer()  # this rescale's value, no window
+            scalars[key].update(value)
+
+    @staticmethod
+    def _logged_now(runner, batch_idx: int) -> bool:
+        """Whether mmengine's ``LoggerHook`` writes a line after this
+        iteration (its own test)."""
+        for hook in runner.hooks:
+            if isinstance(hook, LoggerHook):
+                if hook.every_n_inner_iters(batch_idx, hook.interval):
+                    return True
+                return bool(hook.end_of_epoch(runner.train_dataloader,
+                                              batch_idx) and
+                            (not hook.ignore_last or len(
+                                runner.train_dataloader) <= hook.interval))
+        return False
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint.setdefault('wrs_mm', {})['WeightRescaleHook'] = dict(
