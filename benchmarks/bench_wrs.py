@@ -2,8 +2,10 @@
 
 (a) the rescale op over all invariant weights of a model: the default
     implementation (fused Triton kernel on CUDA, per-parameter loop on CPU),
-    the pure-torch packed reference, a naive per-parameter loop, against the
-    floor: one ``torch._foreach_mul_`` over exactly the rescaled weights;
+    the same with ``rescale_optimizer_state`` for SGD-momentum and Adam
+    buffers, the pure-torch packed reference, a naive per-parameter loop,
+    against the floor: one ``torch._foreach_mul_`` over exactly the rescaled
+    weights;
 (b) a whole train step (forward, backward, SGD-momentum step) with plain weight
     decay, WRS at tau=1 and tau=10, the shifted-L2 regularizer, and SGDP
     (clovaai ``adamp``, which projects scale-invariant weights every step).
@@ -27,22 +29,23 @@ import os
 import statistics
 import sys
 import time
+import types
 
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tests'))
-from plain_models import PLAIN, plain_model_and_loss  # noqa: E402
-
-from wrs_mm.core import (RowEntry, ShiftedLpEntry, ShiftedLpRegularizer,  # noqa
-                         WeightRescaler, analyze_invariance)
+from wrs_mm.core import (RowEntry, ShiftedLpEntry, ShiftedLpRegularizer,
+                         WeightRescaler, analyze_invariance,
+                         rescale_optimizer_state)
+from plain_models import PLAIN, plain_model_and_loss
 
 MODELS = {
-    'yolov3_d53': ('mmdet::yolo/yolov3_d53_8xb8-ms-608-273e_coco.py',
-                   {'backbone.norm_eval': False}),
-    'faster_rcnn_r50': ('mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
-                        {'backbone.norm_eval': False,
-                         'backbone.frozen_stages': -1}),
+    'yolov3_d53': ('mmdet::yolo/yolov3_d53_8xb8-ms-608-273e_coco.py', {
+        'backbone.norm_eval': False
+    }),
+    'faster_rcnn_r50': ('mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', {
+        'backbone.norm_eval': False,
+        'backbone.frozen_stages': -1
+    }),
 }
 
 
@@ -71,25 +74,40 @@ def alternate(fns: dict, rounds: int, device, warmup: int = 2) -> dict:
 
 
 def bench_op(params, rows, reps, device) -> dict:
-    entries = [RowEntry(str(i), p, r) for i, (p, r) in
-               enumerate(zip(params, rows))]
+    entries = [
+        RowEntry(str(i), p, r) for i, (p, r) in enumerate(zip(params, rows))
+    ]
     fast = WeightRescaler(entries)
     ref = WeightRescaler(entries, backend='torch')
 
     def naive():
         for p, r in zip(params, rows):
             m = p.view(r, -1)
-            m.mul_(1 / torch.linalg.vector_norm(m, dim=1, keepdim=True,
-                                                 dtype=torch.float32))
+            m.mul_(1 / torch.linalg.vector_norm(
+                m, dim=1, keepdim=True, dtype=torch.float32))
 
-    fns = dict(wrs=fast, wrs_torch_reference=ref,
-               floor=lambda: torch._foreach_mul_(params, 1.0),
-               naive_loop=naive)
+    # rescale_optimizer_state=True: the op plus SGD's / Adam's buffers
+    sgd = {p: dict(momentum_buffer=torch.zeros_like(p)) for p in params}
+    adam = {
+        p: dict(exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        for p in params
+    }
+    opts = dict(
+        sgd=types.SimpleNamespace(state=sgd),
+        adam=types.SimpleNamespace(state=adam))
+
+    fns = dict(
+        wrs=fast,
+        wrs_sgd_state=lambda: rescale_optimizer_state(opts['sgd'], fast()),
+        wrs_adam_state=lambda: rescale_optimizer_state(opts['adam'], fast()),
+        wrs_torch_reference=ref,
+        floor=lambda: torch._foreach_mul_(params, 1.0),
+        naive_loop=naive)
     if device.type == 'cuda':  # the same weights stored in bf16
         half = [p.detach().to(torch.bfloat16) for p in params]
-        fns['wrs_bf16'] = WeightRescaler(
-            [RowEntry(str(i), p, r) for i, (p, r) in enumerate(zip(half,
-                                                                   rows))])
+        fns['wrs_bf16'] = WeightRescaler([
+            RowEntry(str(i), p, r) for i, (p, r) in enumerate(zip(half, rows))
+        ])
         fns['floor_bf16'] = lambda: torch._foreach_mul_(half, 1.0)
     with torch.no_grad():
         out = alternate(fns, reps, device, warmup=3)
@@ -101,16 +119,21 @@ def bench_steps(model, loss_fn, inv, rounds, device, amp) -> dict:
     params = dict(model.named_parameters())
     inv_p = [params[v.name] for v in inv]
     inv_ids = {id(p) for p in inv_p}
-    rest = [p for p in model.parameters() if id(p) not in inv_ids
-            and p.requires_grad]
+    rest = [
+        p for p in model.parameters()
+        if id(p) not in inv_ids and p.requires_grad
+    ]
 
     def sgd(wd_inv):
-        return torch.optim.SGD([dict(params=inv_p, weight_decay=wd_inv),
-                                dict(params=rest)], lr=1e-5, momentum=0.9,
-                               weight_decay=5e-4)
+        return torch.optim.SGD(
+            [dict(params=inv_p, weight_decay=wd_inv),
+             dict(params=rest)],
+            lr=1e-5,
+            momentum=0.9,
+            weight_decay=5e-4)
 
-    wrs = WeightRescaler([RowEntry(v.name, params[v.name], v.rows)
-                          for v in inv])
+    wrs = WeightRescaler(
+        [RowEntry(v.name, params[v.name], v.rows) for v in inv])
     reg = ShiftedLpRegularizer(
         [ShiftedLpEntry(v.name, params[v.name], 5e-4) for v in inv], eps=1e-3)
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else \
@@ -130,15 +153,23 @@ def bench_steps(model, loss_fn, inv, rounds, device, amp) -> dict:
             count[0] += 1
             if post is not None and count[0] % tau == 0:
                 post()
+
         return run
 
-    variants = dict(wd=step(sgd(5e-4)), wrs_tau1=step(sgd(0.), post=wrs),
-                    wrs_tau10=step(sgd(0.), post=wrs, tau=10),
-                    shifted_l2=step(sgd(0.), pre=reg))
+    variants = dict(
+        wd=step(sgd(5e-4)),
+        wrs_tau1=step(sgd(0.), post=wrs),
+        wrs_tau10=step(sgd(0.), post=wrs, tau=10),
+        shifted_l2=step(sgd(0.), pre=reg))
     try:
         from adamp import SGDP
-        sgdp = step(SGDP(model.parameters(), lr=1e-5, momentum=0.9,
-                         weight_decay=5e-4, nesterov=True))
+        sgdp = step(
+            SGDP(
+                model.parameters(),
+                lr=1e-5,
+                momentum=0.9,
+                weight_decay=5e-4,
+                nesterov=True))
         sgdp()  # crashes on channels_last weights (a view in adamp)
         variants['sgdp'] = sgdp
     except Exception as e:  # noqa: BLE001 - reported, not hidden
@@ -150,11 +181,10 @@ def build(name, args, device):
     if name in PLAIN:
         return plain_model_and_loss(name, args.batch, args.size_plain, device,
                                     args.channels_last)
-    from mm_models import det_model_and_loss
+    from wrs_mm.testing.mm_models import det_model_and_loss
     cfg, overrides = MODELS[name]
-    model, loss_fn = det_model_and_loss(cfg, size=args.size,
-                                        batch=args.det_batch,
-                                        model_overrides=overrides)
+    model, loss_fn = det_model_and_loss(
+        cfg, size=args.size, batch=args.det_batch, model_overrides=overrides)
     model = model.to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -164,14 +194,17 @@ def build(name, args, device):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--device', default='cpu')
-    ap.add_argument('--models', nargs='+',
-                    default=['resnet50', 'vgg16_bn', *MODELS])
+    ap.add_argument(
+        '--models', nargs='+', default=['resnet50', 'vgg16_bn', *MODELS])
     ap.add_argument('--batch', type=int, default=32, help='plain models')
     ap.add_argument('--size-plain', type=int, default=224)
     ap.add_argument('--det-batch', type=int, default=2)
     ap.add_argument('--size', type=int, default=320, help='mmdet models')
-    ap.add_argument('--amp', choices=['bf16', 'fp16'], default=None,
-                    help='autocast dtype of the train steps')
+    ap.add_argument(
+        '--amp',
+        choices=['bf16', 'fp16'],
+        default=None,
+        help='autocast dtype of the train steps')
     ap.add_argument('--channels-last', action='store_true')
     ap.add_argument('--rounds', type=int, default=8)
     ap.add_argument('--op-reps', type=int, default=20)
@@ -181,11 +214,13 @@ def main():
     amp = dict(bf16=torch.bfloat16, fp16=torch.float16).get(args.amp)
     if device.type == 'cpu':
         torch.set_num_threads(os.cpu_count() or 1)
-    results = dict(device=(torch.cuda.get_device_name(device) if
-                           device.type == 'cuda' else
-                           f'cpu ({torch.get_num_threads()} threads)'),
-                   torch=torch.__version__, amp=args.amp,
-                   channels_last=args.channels_last, models={})
+    results = dict(
+        device=(torch.cuda.get_device_name(device) if device.type == 'cuda'
+                else f'cpu ({torch.get_num_threads()} threads)'),
+        torch=torch.__version__,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        models={})
     for name in args.models:
         model, loss_fn = build(name, args, device)
         inv = analyze_invariance(model, loss_fn).invariant()
@@ -201,25 +236,32 @@ def main():
             reference_vs_floor=(op['wrs_torch_reference']['median'] /
                                 op['floor']['median']),
             op_vs_naive_loop=op['wrs']['median'] / op['naive_loop']['median'],
+            op_sgd_state_vs_op=(op['wrs_sgd_state']['median'] /
+                                op['wrs']['median']),
+            op_adam_state_vs_op=(op['wrs_adam_state']['median'] /
+                                 op['wrs']['median']),
             step_wrs_tau1_vs_wd=med['wrs_tau1'] / base,
             step_wrs_tau10_vs_wd=med['wrs_tau10'] / base,
             step_shifted_vs_wd=med['shifted_l2'] / base)
         if 'wrs_bf16' in op:
-            ratios['op_bf16_vs_floor_bf16'] = (op['wrs_bf16']['median'] /
-                                              op['floor_bf16']['median'])
+            ratios['op_bf16_vs_floor_bf16'] = (
+                op['wrs_bf16']['median'] / op['floor_bf16']['median'])
         if 'sgdp' in med:
             ratios['step_sgdp_vs_wd'] = med['sgdp'] / base
         results['models'][name] = dict(
             invariant_weights=len(inv),
             invariant_mbytes=sum(p.numel() * p.element_size()
                                  for p in ws) / 1e6,
-            op_seconds=op, step_seconds=step, ratios=ratios)
+            op_seconds=op,
+            step_seconds=step,
+            ratios=ratios)
         del model, loss_fn
     print(json.dumps(results, indent=1))
     print(f"\ndevice: {results['device']}, amp: {args.amp}, channels_last: "
           f'{args.channels_last}')
     print(f"{'model':<16} {'weights':>7} {'op us':>7} {'floor us':>8} "
-          f"{'op/floor':>8} {'ref/floor':>9} {'op/naive':>8} {'WRS1':>7} "
+          f"{'op/floor':>8} {'ref/floor':>9} {'op/naive':>8} "
+          f"{'+sgd st':>7} {'+adam st':>8} {'WRS1':>7} "
           f"{'WRS10':>7} {'shift':>7} {'SGDP':>7}")
     for name, r in results['models'].items():
         q, o = r['ratios'], r['op_seconds']
@@ -229,6 +271,8 @@ def main():
               f"{o['wrs']['median'] * 1e6:>7.0f} "
               f"{o['floor']['median'] * 1e6:>8.0f} {q['op_vs_floor']:>8.2f} "
               f"{q['reference_vs_floor']:>9.2f} {q['op_vs_naive_loop']:>8.2f} "
+              f"{q['op_sgd_state_vs_op']:>7.2f} "
+              f"{q['op_adam_state_vs_op']:>8.2f} "
               f"{q['step_wrs_tau1_vs_wd'] - 1:>+7.1%} "
               f"{q['step_wrs_tau10_vs_wd'] - 1:>+7.1%} "
               f"{q['step_shifted_vs_wd'] - 1:>+7.1%} {sgdp}")

@@ -45,21 +45,25 @@ def resnet50(num_classes=1000) -> nn.Module:
 
 
 def vgg16_bn(num_classes=1000) -> nn.Module:
-    cfg = [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M', 512, 512, 512, 'M',
-           512, 512, 512, 'M']
+    cfg = [
+        64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M', 512, 512, 512, 'M',
+        512, 512, 512, 'M'
+    ]
     layers, cin = [], 3
     for v in cfg:
         if v == 'M':
             layers.append(nn.MaxPool2d(2, 2))
         else:
-            layers += [nn.Conv2d(cin, v, 3, padding=1), nn.BatchNorm2d(v),
-                       nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(cin, v, 3, padding=1),
+                nn.BatchNorm2d(v),
+                nn.ReLU(inplace=True)
+            ]
             cin = v
-    return nn.Sequential(
-        *layers, nn.AdaptiveAvgPool2d(7), nn.Flatten(),
-        nn.Linear(512 * 49, 4096), nn.ReLU(True), nn.Dropout(),
-        nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(),
-        nn.Linear(4096, num_classes))
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(7), nn.Flatten(),
+                         nn.Linear(512 * 49, 4096), nn.ReLU(True),
+                         nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(True),
+                         nn.Dropout(), nn.Linear(4096, num_classes))
 
 
 PLAIN = {'resnet50': resnet50, 'vgg16_bn': vgg16_bn}

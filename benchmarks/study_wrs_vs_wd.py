@@ -1,26 +1,26 @@
-"""Small-scale study: WRS versus weight decay on a BN CNN (000 Table 1, Fig. 7).
+"""Small-scale study: WRS versus weight decay on a BN CNN (Liu et al. 2021
+Table 1, Fig. 7).
 
     python benchmarks/study_wrs_vs_wd.py [--seeds 5] [--epochs 60]
         [--out docs/study_wrs_vs_wd.json] [--plot docs/study_norms.png]
 
-Data: scikit-learn's bundled digits (1797 real 8x8 handwritten digits, offline):
-1000 train / 200 validation / 597 test, fixed stratified split. Model: a
-VGG-style CNN where every conv is followed by BatchNorm (as 000 does), global
-average pool, linear classifier. Batch 100, lr x0.1 at 50 % and 75 % of
-training. Optimizers: SGD-momentum (lr 0.05, m 0.9) and AdamW (lr 1e-3).
-Regimes: none; WD (lambda 5e-4 on all weights and BN gammas, 000's value, L2
-in SGD, decoupled in AdamW); WRS (every conv rescaled to unit norm per channel
-every tau steps, tau in {10, 20, 40} chosen on validation, lambda 5e-4 on BN
-gammas and the classifier); and the time windows of 000 Fig. 7: WD / WRS only
-after the first lr decay. Every regime uses the same seeds (same init and data
-order), so WRS - WD is a paired comparison. Prints JSON and a table, and
-draws per-layer conv norms over training (seed 0).
+Data: scikit-learn's bundled digits (1797 real 8x8 handwritten digits,
+offline): 1000 train / 200 validation / 597 test, fixed stratified split.
+Model: a VGG-style CNN where every conv is followed by BatchNorm (as Liu et al.
+2021 does), global average pool, linear classifier. Batch 100, lr x0.1 at 50 %
+and 75 % of training. Optimizers: SGD-momentum (lr 0.05, m 0.9) and AdamW (lr
+1e-3). Regimes: none; WD (lambda 5e-4 on all weights and BN gammas, Liu et al.
+2021's value, L2 in SGD, decoupled in AdamW); WRS (every conv rescaled to unit
+norm per channel every tau steps, tau in {10, 20, 40} chosen on validation,
+lambda 5e-4 on BN gammas and the classifier); and the time windows of Liu et
+al. 2021 Fig. 7: WD / WRS only after the first lr decay. Every regime uses the
+same seeds (same init and data order), so WRS - WD is a paired comparison.
+Prints JSON and a table, and draws per-layer conv norms over training (seed 0).
 """
 import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -28,8 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-from wrs_mm.core import RowEntry, WeightRescaler, analyze_invariance  # noqa
+from wrs_mm.core import RowEntry, WeightRescaler, analyze_invariance
 
 TAUS = (10, 20, 40)
 
@@ -43,15 +42,19 @@ def data():
     y = torch.tensor(y)
     idx = np.arange(len(y))
     tr, te = train_test_split(idx, test_size=597, stratify=y, random_state=0)
-    tr, va = train_test_split(tr, test_size=200, stratify=y[tr],
-                              random_state=0)
-    return {k: (x[i], y[i]) for k, i in (('train', tr), ('val', va),
-                                          ('test', te))}
+    tr, va = train_test_split(
+        tr, test_size=200, stratify=y[tr], random_state=0)
+    return {
+        k: (x[i], y[i])
+        for k, i in (('train', tr), ('val', va), ('test', te))
+    }
 
 
 def make_net():
+
     def block(i, o):
         return [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU()]
+
     return nn.Sequential(*block(1, 32), *block(32, 32), nn.MaxPool2d(2),
                          *block(32, 64), *block(64, 64), nn.MaxPool2d(2),
                          *block(64, 128), nn.AdaptiveAvgPool2d(1),
@@ -82,14 +85,17 @@ def train(d, opt_name, regime, tau, seed, epochs, record=False):
     total = epochs * steps_per_epoch
     decay_at = (total // 2, total * 3 // 4)
     lam = 5e-4
-    groups = [dict(params=[params[v.name] for v in inv], weight_decay=0.),
-              dict(params=rest, weight_decay=0.)]
+    groups = [
+        dict(params=[params[v.name] for v in inv], weight_decay=0.),
+        dict(params=rest, weight_decay=0.)
+    ]
     if opt_name == 'sgdm':
         opt = torch.optim.SGD(groups, lr=0.05, momentum=0.9)
     else:
         opt = torch.optim.AdamW(groups, lr=1e-3)
-    rescale = WeightRescaler([RowEntry(v.name, params[v.name], v.rows)
-                              for v in inv]) if wrs else None
+    rescale = WeightRescaler(
+        [RowEntry(v.name, params[v.name], v.rows)
+         for v in inv]) if wrs else None
     gen = torch.Generator().manual_seed(seed)
     norms, step = [], 0
     for _ in range(epochs):
@@ -111,10 +117,15 @@ def train(d, opt_name, regime, tau, seed, epochs, record=False):
             if rescale is not None and active and step % tau == 0:
                 rescale()
         if record:
-            norms.append([params[v.name].detach().flatten(1).norm(dim=1)
-                          .mean().item() for v in inv])
-    return dict(val=accuracy(net, *d['val']), test=accuracy(net, *d['test']),
-                norms=norms, layers=[v.name for v in inv])
+            norms.append([
+                params[v.name].detach().flatten(1).norm(dim=1).mean().item()
+                for v in inv
+            ])
+    return dict(
+        val=accuracy(net, *d['val']),
+        test=accuracy(net, *d['test']),
+        norms=norms,
+        layers=[v.name for v in inv])
 
 
 def summarize(results, opt_name, regime):
@@ -127,8 +138,12 @@ def plot(curves, path, epochs):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.2),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(curves),
+        figsize=(4 * len(curves), 3.2),
+        sharey=True,
+        squeeze=False)
     for ax, (title, c) in zip(axes[0], curves.items()):
         arr = np.array(c['norms'])
         for j in range(arr.shape[1]):
@@ -157,38 +172,60 @@ def main():
     for opt_name in ('sgdm', 'adamw'):
         r = results[opt_name] = {}
         for regime in ('none', 'wd', 'wd_late'):
-            r[regime] = [train(d, opt_name, regime, 1, s, args.epochs,
-                               record=(s == 0 and opt_name == 'sgdm'))
-                         for s in seeds]
+            r[regime] = [
+                train(
+                    d,
+                    opt_name,
+                    regime,
+                    1,
+                    s,
+                    args.epochs,
+                    record=(s == 0 and opt_name == 'sgdm')) for s in seeds
+            ]
         for tau in TAUS:
-            r[f'wrs_tau{tau}'] = [train(d, opt_name, 'wrs', tau, s,
-                                        args.epochs,
-                                        record=(s == 0 and opt_name == 'sgdm'))
-                                  for s in seeds]
-        best = max(TAUS, key=lambda t: statistics.mean(
-            x['val'] for x in r[f'wrs_tau{t}']))
+            r[f'wrs_tau{tau}'] = [
+                train(
+                    d,
+                    opt_name,
+                    'wrs',
+                    tau,
+                    s,
+                    args.epochs,
+                    record=(s == 0 and opt_name == 'sgdm')) for s in seeds
+            ]
+        best = max(
+            TAUS,
+            key=lambda t: statistics.mean(x['val'] for x in r[f'wrs_tau{t}']))
         r['best_tau'] = best
         r['wrs'] = r[f'wrs_tau{best}']
-        r['wrs_late'] = [train(d, opt_name, 'wrs_late', best, s, args.epochs)
-                         for s in seeds]
+        r['wrs_late'] = [
+            train(d, opt_name, 'wrs_late', best, s, args.epochs) for s in seeds
+        ]
     rows = []
     print(f"\n{'optimizer':<8} {'regime':<14} {'test acc mean':>13} "
           f"{'std':>6}")
     for opt_name, r in results.items():
-        for regime in ['none', 'wd', 'wd_late'] + [f'wrs_tau{t}' for t in
-                                                   TAUS] + ['wrs_late']:
+        for regime in ['none', 'wd', 'wd_late'
+                       ] + [f'wrs_tau{t}' for t in TAUS] + ['wrs_late']:
             m, s = summarize(results, opt_name, regime)
-            rows.append(dict(optimizer=opt_name, regime=regime, mean=m, std=s,
-                             test=[x['test'] for x in r[regime]],
-                             val=[x['val'] for x in r[regime]]))
+            rows.append(
+                dict(
+                    optimizer=opt_name,
+                    regime=regime,
+                    mean=m,
+                    std=s,
+                    test=[x['test'] for x in r[regime]],
+                    val=[x['val'] for x in r[regime]]))
             print(f'{opt_name:<8} {regime:<14} {m:>13.4f} {s:>6.4f}')
     paired = {}
     for opt_name, r in results.items():
         diff = [a['test'] - b['test'] for a, b in zip(r['wrs'], r['wd'])]
         paired[opt_name] = dict(
-            best_tau=r['best_tau'], mean_diff=statistics.mean(diff),
+            best_tau=r['best_tau'],
+            mean_diff=statistics.mean(diff),
             std_diff=statistics.stdev(diff) if len(diff) > 1 else 0.,
-            wrs_wins=sum(x > 0 for x in diff), ties=sum(x == 0 for x in diff),
+            wrs_wins=sum(x > 0 for x in diff),
+            ties=sum(x == 0 for x in diff),
             seeds=len(diff))
         p = paired[opt_name]
         print(f"{opt_name}: WRS (tau={p['best_tau']}, chosen on validation) - "
@@ -196,12 +233,19 @@ def main():
               f"{p['seeds']} paired seeds (WRS better in {p['wrs_wins']}, "
               f"ties {p['ties']})")
     sg = results['sgdm']
-    plot({'SGDM, no regularization': sg['none'][0],
-          'SGDM + WD': sg['wd'][0],
-          f"SGDM + WRS (tau={sg['best_tau']})": sg[f"wrs_tau{sg['best_tau']}"][0]},
-         args.plot, args.epochs)
-    out = dict(seconds=time.time() - t0, epochs=args.epochs,
-               seeds=args.seeds, rows=rows, paired=paired)
+    plot(
+        {
+            'SGDM, no regularization': sg['none'][0],
+            'SGDM + WD': sg['wd'][0],
+            f"SGDM + WRS (tau={sg['best_tau']})":
+            sg[f"wrs_tau{sg['best_tau']}"][0]
+        }, args.plot, args.epochs)
+    out = dict(
+        seconds=time.time() - t0,
+        epochs=args.epochs,
+        seeds=args.seeds,
+        rows=rows,
+        paired=paired)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(out, f, indent=1)

@@ -6,14 +6,13 @@ import pytest
 import torch
 from torch import nn
 
+from wrs_mm.testing import data_root
+
 os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
 torch.set_num_threads(2)
 # Tests compare numbers across devices and against references: no TF32 on GPUs
 torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False
-
-SHARED = os.environ.get('WRS_MM_DATA', os.path.abspath(
-    os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data')))
 
 
 class BNNet(nn.Module):
@@ -41,5 +40,4 @@ def bnnet():
 
 @pytest.fixture(scope='session')
 def shared_data():
-    assert os.path.isdir(SHARED), f'missing shared data at {SHARED}'
-    return SHARED
+    return data_root()

@@ -40,15 +40,19 @@ def rescale_diffs(device, backend, dtype=torch.float32) -> dict:
     out = {}
     for k in ('torch', backend):
         ps = _params(device, dtype)
-        st = WeightRescaler([RowEntry(f'p{i}', p, r)
-                             for i, (p, r) in enumerate(zip(ps, ROWS))],
+        st = WeightRescaler([
+            RowEntry(f'p{i}', p, r) for i, (p, r) in enumerate(zip(ps, ROWS))
+        ],
                             backend=k)()
-        out[k] = (ps, [st.norm_mean, st.norm_min, st.norm_max, st.zero_rows,
-                       st.rows])
-    return dict(weights=_max_diff(out['torch'][0], out[backend][0]),
-                stats=max(abs(a - b) / max(abs(a), 1) for a, b in
-                          zip(out['torch'][1], out[backend][1])),
-                zero_rows=out[backend][1][3])
+        out[k] = (ps, [
+            st.norm_mean, st.norm_min, st.norm_max, st.zero_rows, st.rows
+        ])
+    return dict(
+        weights=_max_diff(out['torch'][0], out[backend][0]),
+        stats=max(
+            abs(a - b) / max(abs(a), 1)
+            for a, b in zip(out['torch'][1], out[backend][1])),
+        zero_rows=out[backend][1][3])
 
 
 def shifted_diffs(device, backend, dtype=torch.float32) -> dict:
@@ -60,14 +64,17 @@ def shifted_diffs(device, backend, dtype=torch.float32) -> dict:
             res = {}
             for k in ('torch', backend):
                 ps = _params(device, dtype, seed=1, grads=True)
-                reg = ShiftedLpRegularizer(
-                    [ShiftedLpEntry(f'p{i}', p, 0.1 * (i + 1), std)
-                     for i, p in enumerate(ps)], eps=0.5, mode=mode,
-                    backend=k)
+                reg = ShiftedLpRegularizer([
+                    ShiftedLpEntry(f'p{i}', p, 0.1 * (i + 1), std)
+                    for i, p in enumerate(ps)
+                ],
+                                           eps=0.5,
+                                           mode=mode,
+                                           backend=k)
                 lrs = [0.01 * (i + 1) for i in range(len(ps))]
                 reg.step_(lrs if mode == 'decoupled' else None)
-                reg.step_([2 * lr for lr in lrs] if mode == 'decoupled'
-                          else None)  # a changed lr is picked up
+                reg.step_([2 * lr for lr in lrs] if mode == 'decoupled' else
+                          None)  # a changed lr is picked up
                 res[k] = [p.detach().clone() for p in ps] + \
                     [p.grad for p in ps if p.grad is not None]
             diffs[f"{'ws' if std else 'plain'}_{mode}"] = _max_diff(

@@ -8,45 +8,50 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from wrs_mm import small_scale as C
 from wrs_mm.engine import WeightRescaleHook
+from wrs_mm.engine.param_groups import ROLE, ROLE_SHIFTED
+from wrs_mm.testing import data_root, groups_by_name, repo_root
+from wrs_mm.testing import small_scale as C
+
+ROOT = repo_root()
 
 # config -> (task, what it regularizes with)
 CONFIGS = {
-    'configs/yolov3/yolov3_d53-bn_wd_1xb8-ms-320-640-100e-cos_coco.py':
-    ('det', 'wd'),
+    'configs/yolov3/yolov3_d53-bn_wd_1xb8-ms-320-640-100e-cos_coco.py': ('det',
+                                                                         'wd'),
     'configs/yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py':
     ('det', 'wrs'),
-    'configs/faster_rcnn/faster-rcnn_r50_fpn_gn-ws-all_wd_1x_coco.py':
-    ('det', 'wd'),
+    'configs/faster_rcnn/faster-rcnn_r50_fpn_gn-ws-all_wd_1x_coco.py': ('det',
+                                                                        'wd'),
     'configs/faster_rcnn/faster-rcnn_r50_fpn_gn-ws-all_shifted-l2_1x_coco.py':
     ('det', 'shifted'),
     'configs/faster_rcnn/faster-rcnn_r50_fpn_gn-ws-all_wrs-tau10_1x_coco.py':
     ('det', 'wrs'),
     'configs/cascade_rcnn/cascade-rcnn_r50_fpn_gn-ws-all_wd_20e_coco.py':
     ('det', 'wd'),
-    'configs/cascade_rcnn/cascade-rcnn_r50_fpn_gn-ws-all_shifted-l2_20e_coco.py':
+    'configs/cascade_rcnn/cascade-rcnn_r50_fpn_gn-ws-all_shifted-l2_20e_coco.py':  # noqa: E501
     ('det', 'shifted'),
-    'configs/cascade_rcnn/cascade-rcnn_r50_fpn_gn-ws-all_wrs-tau10_20e_coco.py':
+    'configs/cascade_rcnn/cascade-rcnn_r50_fpn_gn-ws-all_wrs-tau10_20e_coco.py':  # noqa: E501
     ('det', 'wrs'),
     'configs/cascade_rcnn/cascade-rcnn_r101_fpn_gn-ws-all_wd_20e_coco.py':
     ('det', 'wd'),
-    'configs/cascade_rcnn/cascade-rcnn_r101_fpn_gn-ws-all_shifted-l2_20e_coco.py':
+    'configs/cascade_rcnn/cascade-rcnn_r101_fpn_gn-ws-all_shifted-l2_20e_coco.py':  # noqa: E501
     ('det', 'shifted'),
-    'configs/mask_rcnn/mask-rcnn_r50_fpn_gn-ws-all_wd_2x_coco.py':
-    ('det', 'wd'),
+    'configs/mask_rcnn/mask-rcnn_r50_fpn_gn-ws-all_wd_2x_coco.py': ('det',
+                                                                    'wd'),
     'configs/mask_rcnn/mask-rcnn_r50_fpn_gn-ws-all_shifted-l2_2x_coco.py':
     ('det', 'shifted'),
     'configs/mask_rcnn/mask-rcnn_r50_fpn_gn-ws-all_wrs-tau10_2x_coco.py':
     ('det', 'wrs'),
-    'configs/deeplabv3/deeplabv3_r101-d16_adamw-wd_2xb5-55k_voc12aug-512x512.py':
+    'configs/deeplabv3/deeplabv3_r101-d16_adamw-wd_2xb5-55k_voc12aug-512x512.py':  # noqa: E501
     ('seg', 'wd'),
-    'configs/deeplabv3/deeplabv3_r101-d16_adamw-wrs-tau10_2xb5-55k_voc12aug-512x512.py':
+    'configs/deeplabv3/deeplabv3_r101-d16_adamw-wrs-tau10_2xb5-55k_voc12aug-512x512.py':  # noqa: E501
     ('seg', 'wrs'),
 }
 CONFIGS.update({
     f'configs/counting/csrnet_vgg16bn_bayesian_{data}_{reg}.py': ('count', reg)
-    for data in ('ucf-qnrf', 'shtech-a', 'shtech-b') for reg in ('wd', 'wrs')
+    for data in ('ucf-qnrf', 'shtech-a', 'shtech-b')
+    for reg in ('wd', 'wrs')
 })
 
 
@@ -64,7 +69,7 @@ def test_shipped_r101_models_build(config):
     """The trained runs below use depth 50 for R-101 configs; the real
     R-101 model of each is built here."""
     from mmengine.registry import MODELS
-    cfg = Config.fromfile(os.path.join(C.ROOT, config))
+    cfg = Config.fromfile(os.path.join(ROOT, config))
     init_default_scope(cfg.default_scope)
     cfg.model.pop('pretrained', None)
     cfg.model.backbone.init_cfg = None
@@ -75,15 +80,20 @@ def test_shipped_r101_models_build(config):
 @pytest.mark.parametrize('config', list(CONFIGS))
 def test_config_trains_and_evaluates(config, tmp_path, request):
     task, reg = CONFIGS[config]
-    cfg = Config.fromfile(os.path.join(C.ROOT, config))
+    cfg = Config.fromfile(os.path.join(ROOT, config))
     assert 'wrs_mm' in cfg.custom_imports['imports']
     if task == 'det':
         C.shrink_det(cfg, tmp_path, depth=50 if 'r101' in config else None)
     elif task == 'seg':
         C.shrink_seg(cfg, tmp_path, request.getfixturevalue('voc_root'))
     else:  # the other real crowd photographs, 2 epochs of 8 iterations
-        C.shrink_counting(cfg, tmp_path, C.DATA + '/crowd_points', crop=96,
-                          epochs=2, test_long_side=192)
+        C.shrink_counting(
+            cfg,
+            tmp_path,
+            data_root() + '/crowd_points',
+            crop=96,
+            epochs=2,
+            test_long_side=192)
     runner, losses, metrics = C.train_and_test(cfg)
 
     assert all(map(lambda x: x == x and abs(x) < 1e6, losses))
@@ -94,14 +104,17 @@ def test_config_trains_and_evaluates(config, tmp_path, request):
         assert len(losses) == 3 and losses[-1] < losses[0], losses
     ckpt = dict(det='epoch_3.pth', seg='iter_3.pth', count='epoch_2.pth')
     assert os.path.isfile(os.path.join(tmp_path, ckpt[task]))
-    keys = {'det': ['coco/bbox_mAP', 'coco/bbox_mAP_50'],
-            'seg': ['mIoU', 'aAcc'], 'count': ['mae', 'mse']}[task]
+    keys = {
+        'det': ['coco/bbox_mAP', 'coco/bbox_mAP_50'],
+        'seg': ['mIoU', 'aAcc'],
+        'count': ['mae', 'mse']
+    }[task]
     if 'mask-rcnn' in config:
         keys.append('coco/segm_mAP')
     assert all(k in metrics for k in keys), metrics
 
-    groups = runner.optim_wrapper.optimizer.param_groups
-    roles = [g.get('wrs_mm') for g in groups]
+    groups = groups_by_name(runner.optim_wrapper, runner.model)
+    roles = [g.get(ROLE) for g in groups.values()]
     hooks = [h for h in runner.hooks if isinstance(h, WeightRescaleHook)]
     if reg == 'wrs':
         hook, = hooks
@@ -112,14 +125,13 @@ def test_config_trains_and_evaluates(config, tmp_path, request):
         for e in hook.rescaler.pack.entries:  # last step was a rescale
             norms = params[e.name].detach().reshape(e.rows, -1).norm(dim=1)
             assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4)
-            assert e.name in [g['param_name'] for g in groups
-                              if g['weight_decay'] == 0]
+            assert groups[e.name]['weight_decay'] == 0
         assert os.path.isfile(os.path.join(tmp_path, 'wrs_invariance.json'))
     elif reg == 'shifted':
-        shifted = [g for g in groups if g.get('wrs_mm') == 'shifted_lp']
+        shifted = [g for g in groups.values() if g.get(ROLE) == ROLE_SHIFTED]
         assert shifted and all(g['weight_decay'] == 0 for g in shifted)
         assert all(g['params'][0].dim() == 4 for g in shifted)  # WS convs
         assert not hooks
     else:
         assert not hooks and not any(roles)
-        assert groups[0]['weight_decay'] > 0
+        assert next(iter(groups.values()))['weight_decay'] > 0

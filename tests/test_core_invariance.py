@@ -1,4 +1,5 @@
-"""Invariance analysis on small hand-made models, and the theory of 000 Sec. 3."""
+"""Invariance analysis on small hand-made models, and the theory of Liu et al.
+2021 Sec. 3."""
 import pytest
 import torch
 from torch import nn
@@ -8,21 +9,22 @@ from wrs_mm.core import analyze_invariance, verify_invariance
 
 
 class Mixed(nn.Module):
+
     def __init__(self):
         super().__init__()
-        self.c_bn = nn.Conv2d(3, 8, 3, padding=1)            # BN: channel
+        self.c_bn = nn.Conv2d(3, 8, 3, padding=1)  # BN: channel
         self.bn = nn.BatchNorm2d(8)
         self.c_gn = nn.Conv2d(8, 8, 3, padding=1, bias=False)  # GN: group
         self.gn = nn.GroupNorm(4, 8)
-        self.c_gnb = nn.Conv2d(8, 8, 1)                      # GN + bias: none
+        self.c_gnb = nn.Conv2d(8, 8, 1)  # GN + bias: none
         self.gn2 = nn.GroupNorm(2, 8)
-        self.c_shared = nn.Conv2d(8, 8, 3, padding=1)        # BN + skip: none
+        self.c_shared = nn.Conv2d(8, 8, 3, padding=1)  # BN + skip: none
         self.bn_s = nn.BatchNorm2d(8)
-        self.c_frozen = nn.Conv2d(8, 8, 1)                   # eval BN: none
+        self.c_frozen = nn.Conv2d(8, 8, 1)  # eval BN: none
         self.bn_f = nn.BatchNorm2d(8)
-        self.lin_ln = nn.Linear(8, 16, bias=False)           # LN: tensor
+        self.lin_ln = nn.Linear(8, 16, bias=False)  # LN: tensor
         self.ln = nn.LayerNorm(16)
-        self.head = nn.Linear(16, 5)                         # no norm: none
+        self.head = nn.Linear(16, 5)  # no norm: none
 
     def train(self, mode=True):
         super().train(mode)
@@ -84,7 +86,9 @@ def test_verify_detects_a_wrong_report():
 
 
 def test_shared_module_and_unused():
+
     class Shared(nn.Module):
+
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(3, 4, 3, padding=1)
@@ -93,34 +97,92 @@ def test_shared_module_and_unused():
             self.out = nn.Conv2d(4, 2, 1)
 
         def forward(self, x):  # the conv is applied twice, each time to a BN
-            return self.out(F.relu(self.bn_a(self.conv(x))) +
-                            F.relu(self.bn_b(self.conv(x * 2))))
+            return self.out(
+                F.relu(self.bn_a(self.conv(x))) +
+                F.relu(self.bn_b(self.conv(x * 2))))
 
     torch.manual_seed(0)
     m = Shared().train()
     x = torch.randn(2, 3, 6, 6)
     r = analyze_invariance(m, lambda: m(x).square().mean())
     assert r['conv.weight'].kind == 'channel'
-    assert 'bn_a' in r['conv.weight'].reason and 'bn_b' in r['conv.weight'].reason
+    assert 'bn_a' in r['conv.weight'].reason and 'bn_b' in r[
+        'conv.weight'].reason
     assert r['unused.weight'].kind == 'none'
     assert verify_invariance(m, lambda: m(x).square().mean(), r).ok
 
 
 def test_weight_standardised_conv():
-    class WSConv(nn.Conv2d):
-        def forward(self, x):
-            w = self.weight
-            flat = w.view(w.size(0), -1)
-            w = (w - flat.mean(1).view(-1, 1, 1, 1)) / (
-                flat.std(1).view(-1, 1, 1, 1) + 1e-5)
-            return F.conv2d(x, w, self.bias, self.stride, self.padding)
-
     torch.manual_seed(0)
-    m = nn.Sequential(WSConv(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3)).train()
+    m = nn.Sequential(
+        _StandardisingConv(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3)).train()
     x = torch.randn(2, 3, 8, 8)
     r = analyze_invariance(m, lambda: m(x).square().mean())
     assert r['0.weight'].kind == 'ws' and r['0.weight'].rows == 8
     assert r['2.weight'].kind == 'none'
+    assert verify_invariance(m, lambda: m(x).square().mean(), r).ok
+
+
+class _BiasDominatedConv(nn.Conv2d):
+    """A plain conv with a forward of its own (so the numerical probe runs)
+    whose output is dominated by a large bias, on a tiny input: the case
+    that fooled a probe measuring the whole output."""
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+
+def test_bias_dominated_plain_conv_is_not_weight_standardised():
+    torch.manual_seed(0)
+    conv = _BiasDominatedConv(3, 8, 3)
+    nn.init.constant_(conv.bias, -4.595)  # RetinaNet's prior bias
+    m = nn.Sequential(conv, nn.ReLU(), nn.Conv2d(8, 4, 3)).train()
+    x = 1e-3 * torch.randn(2, 3, 8, 8) * (torch.rand(2, 3, 8, 8) > 0.5)
+    r = analyze_invariance(m, lambda: m(x).square().mean())
+    assert r['0.weight'].kind == 'none', r['0.weight'].reason
+    # the same layer class standardising its weight is found by the probe
+    # at the same tiny input and large bias
+    ws = _StandardisingConv(3, 8, 3)
+    nn.init.constant_(ws.bias, -4.595)
+    m = nn.Sequential(ws, nn.ReLU(), nn.Conv2d(8, 4, 3)).train()
+    r = analyze_invariance(m, lambda: m(x).square().mean())
+    assert r['0.weight'].kind == 'ws' and 'probe' in r['0.weight'].reason
+
+
+class _StandardisingConv(nn.Conv2d):
+
+    def forward(self, x):
+        w = self.weight
+        flat = w.view(w.size(0), -1)
+        w = (w - flat.mean(1).view(-1, 1, 1, 1)) / (
+            flat.std(1).view(-1, 1, 1, 1) + 1e-5)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+def test_plain_torch_conv_is_never_weight_standardised():
+    """Structural: a layer running torch's own forward uses its weight as it
+    is, whatever its input (here all zeros: nothing to probe)."""
+    m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 4, 3)).train()
+    x = torch.zeros(2, 3, 8, 8)
+    r = analyze_invariance(m, lambda: m(x).square().mean())
+    assert r['0.weight'].kind == 'none'
+
+
+def test_mmcv_conv_ws_is_recognised_by_its_class():
+    from mmcv.cnn import ConvAWS2d, ConvWS2d
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        ConvWS2d(3, 8, 3), nn.ReLU(), ConvAWS2d(8, 8, 3), nn.ReLU(),
+        nn.Conv2d(8, 4, 3)).train()
+    x = torch.randn(2, 3, 12, 12)
+    r = analyze_invariance(m, lambda: m(x).square().mean())
+    assert r['0.weight'].kind == 'ws' and '(ConvWS2d)' in r['0.weight'].reason
+    assert r['2.weight'].kind == 'ws' and 'ConvAWS2d' in r['2.weight'].reason
+    assert r['4.weight'].kind == 'none'
+    # ConvAWS2d's eps (1e-5 inside the sqrt) is not an attribute the check
+    # can shrink: verify the exactly checkable part
+    m = nn.Sequential(m[0], nn.ReLU(), nn.Conv2d(8, 4, 3)).train()
+    r = analyze_invariance(m, lambda: m(x).square().mean())
     assert verify_invariance(m, lambda: m(x).square().mean(), r).ok
 
 
@@ -142,18 +204,17 @@ def test_theorem_3_1_and_corollary_3_3(bnnet):
         cos = F.cosine_similarity(w.flatten(1), g.flatten(1), dim=1)
         assert cos.abs().max() < 1e-8, (name, cos)
     fc = params['fc.weight']
-    assert F.cosine_similarity(fc.detach().flatten(), fc.grad.flatten(),
-                               dim=0).abs() > 1e-3
+    assert F.cosine_similarity(
+        fc.detach().flatten(), fc.grad.flatten(), dim=0).abs() > 1e-3
     eta = 0.5
     before = {n: params[n].detach().flatten(1).norm(dim=1)**2 for n in inv}
     grads = {n: params[n].grad.flatten(1).norm(dim=1)**2 for n in inv}
     torch.optim.SGD(bnnet.parameters(), lr=eta).step()
     for n in inv:
         after = params[n].detach().flatten(1).norm(dim=1)**2
-        assert torch.allclose(after - before[n], eta**2 * grads[n],
-                              rtol=1e-6, atol=0)
+        assert torch.allclose(
+            after - before[n], eta**2 * grads[n], rtol=1e-6, atol=0)
         assert torch.all(after > before[n])
-
 
 
 class DropoutNet(nn.Module):
@@ -191,8 +252,8 @@ def test_verify_with_dropout_resets_every_random_state():
     _verify_dropout('cpu')
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(),
-                    reason='cuda-only: needs a CUDA device')
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='cuda-only: needs a CUDA device')
 def test_cuda_verify_with_dropout_and_tf32_switched_off():
     torch.backends.cudnn.allow_tf32 = True
     try:
@@ -217,3 +278,105 @@ def test_verify_names_the_likely_cause_of_a_failure():
     result = verify_invariance(m, noisy, report)
     assert not result.ok and result.noise_rel > 1e-5
     assert 'not deterministic' in result.failures[-1]
+
+
+def test_rescale_change_is_the_measured_output_change():
+    """``rescale_change`` predicts exactly how much a rescale to unit norm
+    moves the BatchNorm output at the analysed batch (eps = 0.1, large on
+    purpose); ``eps_error`` is eps / (var + eps)."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 6, 3, bias=False)
+    with torch.no_grad():
+        conv.weight.mul_(torch.linspace(0.2, 3, 6).view(-1, 1, 1, 1))
+    bn = nn.BatchNorm2d(6, eps=0.1, affine=False)
+    m = nn.Sequential(conv, bn).train()
+    x = torch.randn(4, 3, 10, 10)
+    r = analyze_invariance(m, lambda: m(x).square().mean())
+    v = r['0.weight']
+    with torch.no_grad():
+        z = conv(x)
+        var = z.transpose(0, 1).flatten(1).var(1, unbiased=False)
+        y0 = bn(z)
+        conv.weight.div_(conv.weight.flatten(1).norm(dim=1).view(-1, 1, 1, 1))
+        y1 = bn(conv(x))
+    measured = ((y1 - y0).flatten(2).norm(dim=(0, 2)) /
+                y0.transpose(0, 1).flatten(1).norm(dim=1)).max()
+    assert v.rescale_change == pytest.approx(measured.item(), rel=1e-4)
+    assert v.eps_error == pytest.approx(
+        (0.1 / (var + 0.1)).max().item(), rel=1e-5)
+    assert v.norms == ('1', )
+
+
+class _Gated(nn.Module):
+    """BN convs and a head whose output is multiplied by a zero gate (as a
+    zero-initialised residual gamma or layer scale): the loss does not see
+    the head at this point."""
+
+    def __init__(self, scale=1.):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.head = nn.Conv2d(8, 8, 1)
+        self.gate = nn.Parameter(torch.zeros(1))
+        self.out = nn.Linear(8, 5)
+        self.scale = scale
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.conv(x)))
+        y = y + self.gate * self.head(y)
+        return self.out(y.mean((2, 3))) * self.scale
+
+
+def _xt():
+    torch.manual_seed(0)
+    return torch.randn(4, 3, 8, 8), torch.randint(0, 5, (4, ))
+
+
+def test_verify_three_outcomes():
+    """invariant (conv), not invariant (out), cannot tell (the gated head):
+    no failure, one warning naming the head."""
+    x, t = _xt()
+    m = _Gated().train()
+    report = analyze_invariance(m, _loss(m, x, t))
+    result = verify_invariance(m, _loss(m, x, t), report)
+    assert result.ok, result.failures
+    assert result.outcomes == {
+        'conv.weight': 'invariant',
+        'head.weight': 'cannot tell',
+        'out.weight': 'not invariant'
+    }
+    assert result.sensitivity['conv.weight'] > 1e-3
+    assert result.sensitivity['head.weight'] == 0
+    assert len(result.warnings) == 1 and 'head.weight' in result.warnings[0]
+    assert result.counts() == {
+        'invariant': 1,
+        'not invariant': 1,
+        'cannot tell': 1,
+        'contradiction': 0
+    }
+
+
+def test_verify_refuted_refusal_is_a_failure():
+    """A report that calls the BN conv not invariant is refuted: rescaling
+    it leaves the loss as it is, noise on it does not."""
+    x, t = _xt()
+    m = _Gated().train()
+    report = analyze_invariance(m, _loss(m, x, t))
+    report['conv.weight'].kind, report['conv.weight'].rows = 'none', 0
+    result = verify_invariance(m, _loss(m, x, t), report)
+    assert not result.ok
+    assert result.outcomes['conv.weight'] == 'contradiction'
+    assert 'conv.weight: called not invariant' in result.failures[0]
+
+
+def test_verify_cannot_tell_when_the_loss_ignores_the_invariant_set():
+    """The logits are scaled by 1e-9: the loss stays near log(5), nothing
+    moves it beyond rtol, so the invariant set is 'cannot tell', not
+    'invariant'."""
+    x, t = _xt()
+    m = _Gated(scale=1e-9).train()
+    report = analyze_invariance(m, _loss(m, x, t))
+    result = verify_invariance(m, _loss(m, x, t), report)
+    assert result.ok
+    assert result.outcomes['conv.weight'] == 'cannot tell'
+    assert any('invariant weights' in w for w in result.warnings)

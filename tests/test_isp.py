@@ -10,8 +10,9 @@ from wrs_mm.core.isp import PatchCovariance, fit_ggd_beta, project_kernels
 
 @pytest.mark.parametrize('beta', [1., 2., 4.])
 def test_ggd_fit_recovers_beta(beta):
-    x = torch.from_numpy(gennorm.rvs(beta, scale=0.3, size=200_000,
-                                     random_state=int(beta * 10)))
+    x = torch.from_numpy(
+        gennorm.rvs(
+            beta, scale=0.3, size=200_000, random_state=int(beta * 10)))
     assert fit_ggd_beta(x) == pytest.approx(beta, rel=0.1)
 
 
@@ -24,16 +25,16 @@ def test_streaming_covariance_equals_direct():
     cov.update(x[2:])
     cols = F.unfold(x, 3, padding=1, stride=2).transpose(1, 2).reshape(-1, 27)
     assert cov.count == len(cols)
-    assert torch.allclose(cov.sum, cols.double().T @ cols.double(),
-                          rtol=1e-10)
+    assert torch.allclose(cov.sum, cols.double().T @ cols.double(), rtol=1e-10)
     vals, vecs = cov.eig()
     assert torch.all(vals[:-1] >= vals[1:])
     proj = project_kernels(conv.weight, vecs)
     # the eigenbasis is orthonormal: projection keeps each kernel's norm
-    assert torch.allclose(proj.norm(dim=1),
-                          conv.weight.detach().double().flatten(1).norm(dim=1))
+    assert torch.allclose(
+        proj.norm(dim=1),
+        conv.weight.detach().double().flatten(1).norm(dim=1))
     # and the conv output is the projected kernel applied to projected patches
     out = conv(x) - conv.bias[None, :, None, None]
     want = (cols.double() @ vecs) @ proj.T
-    assert torch.allclose(out.permute(0, 2, 3, 1).reshape(-1, 4).double(),
-                          want, atol=1e-5)
+    assert torch.allclose(
+        out.permute(0, 2, 3, 1).reshape(-1, 4).double(), want, atol=1e-5)

@@ -11,8 +11,8 @@ import torch
 from kernel_cases import all_diffs
 
 HERE = os.path.dirname(__file__)
-cuda_only = pytest.mark.skipif(not torch.cuda.is_available(),
-                               reason='cuda-only: needs a CUDA device')
+cuda_only = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='cuda-only: needs a CUDA device')
 
 
 def _check(diffs):
@@ -29,13 +29,19 @@ def _check(diffs):
 
 
 def test_triton_kernels_in_interpreter_match_reference():
-    env = dict(os.environ, TRITON_INTERPRET='1', CUDA_VISIBLE_DEVICES='',
-               PYTHONPATH=os.pathsep.join(
-                   [HERE] + os.environ.get('PYTHONPATH', '').split(os.pathsep)))
-    res = subprocess.run([sys.executable, os.path.join(HERE,
-                                                       'kernel_cases.py'),
-                          'cpu'], env=env, capture_output=True, text=True,
-                         timeout=600)
+    env = dict(
+        os.environ,
+        TRITON_INTERPRET='1',
+        CUDA_VISIBLE_DEVICES='',
+        PYTHONPATH=os.pathsep.join(
+            [HERE] + os.environ.get('PYTHONPATH', '').split(os.pathsep)))
+    res = subprocess.run(
+        [sys.executable,
+         os.path.join(HERE, 'kernel_cases.py'), 'cpu'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     _check(json.loads(res.stdout.strip().splitlines()[-1]))
 

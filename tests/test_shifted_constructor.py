@@ -8,26 +8,30 @@ from mmengine.runner import Runner
 from torch import nn
 from torch.nn import functional as F
 
-import toy
 import wrs_mm  # noqa: F401
-from conftest import BNNet
 from wrs_mm.core import shifted_lp_grad
+from wrs_mm.engine.param_groups import ROLE
+from wrs_mm.testing import groups_by_name
+import toy
+from conftest import BNNet
 
 CONVS = ('conv1.weight', 'conv2.weight')
 
 
 def _build(model, shifted, optimizer=None, **wrapper):
-    cfg = dict(optimizer=optimizer or dict(type='SGD', lr=0.1,
-                                           weight_decay=0.1),
-               constructor='WRSOptimWrapperConstructor',
-               paramwise_cfg=dict(shifted_reg=shifted), **wrapper)
+    cfg = dict(
+        optimizer=optimizer or dict(type='SGD', lr=0.1, weight_decay=0.1),
+        constructor='WRSOptimWrapperConstructor',
+        paramwise_cfg=dict(shifted_reg=shifted),
+        **wrapper)
     return build_optim_wrapper(model, cfg)
 
 
 def _batch(seed=0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 5, (8, ),
-                                                               generator=g)
+    return torch.randn(
+        8, 3, 8, 8, generator=g), torch.randint(
+            0, 5, (8, ), generator=g)
 
 
 @pytest.mark.parametrize('mode', ['coupled', 'decoupled'])
@@ -37,8 +41,8 @@ def test_update_equals_formula(mode):
     ow = _build(model, dict(eps=0.5, mode=mode))
     x, t = _batch()
     loss = F.cross_entropy(model(x), t)  # first forward: the analysis
-    groups = {g['param_name']: g for g in ow.optimizer.param_groups}
-    assert {n for n, g in groups.items() if g.get('wrs_mm')} == set(CONVS)
+    groups = groups_by_name(ow, model)
+    assert {n for n, g in groups.items() if g.get(ROLE)} == set(CONVS)
     assert all(groups[n]['weight_decay'] == 0 for n in CONVS)
     assert groups['bn1.weight']['weight_decay'] == 0.1
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -60,8 +64,7 @@ def test_accumulation_applies_once_per_update():
     ref = BNNet().train()
     torch.manual_seed(0)
     model = BNNet().train()
-    ow = _build(model, dict(eps=0.5, weight_decay=0.2),
-                accumulative_counts=2)
+    ow = _build(model, dict(eps=0.5, weight_decay=0.2), accumulative_counts=2)
     before = model.conv2.weight.detach().clone()
     for i in range(2):
         x, t = _batch(i)
@@ -77,14 +80,14 @@ def test_accumulation_applies_once_per_update():
         (F.cross_entropy(ref(x), t) / 2).backward()
         g += ref.conv2.weight.grad
     reg = 0.2 * shifted_lp_grad(before.flatten(1), 0.5).view_as(before)
-    assert torch.allclose(model.conv2.weight, before - 0.1 * (g + reg),
-                          atol=1e-6)
+    assert torch.allclose(
+        model.conv2.weight, before - 0.1 * (g + reg), atol=1e-6)
 
 
 def test_weight_standardised_convs_use_std_shift():
     torch.manual_seed(0)
-    model = nn.Sequential(ConvWS2d(3, 8, 3), nn.ReLU(), nn.Flatten(),
-                          nn.LazyLinear(5))
+    model = nn.Sequential(
+        ConvWS2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(5))
     model(torch.randn(1, 3, 6, 6))
     ow = _build(model, dict(eps=1e-3))
     x, t = torch.randn(4, 3, 6, 6), torch.randint(0, 5, (4, ))
@@ -93,8 +96,8 @@ def test_weight_standardised_convs_use_std_shift():
     loss.backward()
     g = model[0].weight.grad.clone()
     ow.step()
-    reg = 0.1 * shifted_lp_grad(w.flatten(1), 1e-3,
-                                standardized=True).view_as(w)
+    reg = 0.1 * shifted_lp_grad(
+        w.flatten(1), 1e-3, standardized=True).view_as(w)
     assert torch.allclose(model[0].weight, w - 0.1 * (g + reg), atol=1e-6)
 
 
@@ -116,27 +119,37 @@ def test_eps_keeps_norms_away_from_zero_in_training(tmp_path):
     with eps=0.5: plain decay drives the conv norms toward 0."""
     norms = {}
     for eps in (0., 0.5):
-        optim = dict(optimizer=dict(type='SGD', lr=0.5, weight_decay=0.5),
-                     constructor='WRSOptimWrapperConstructor',
-                     paramwise_cfg=dict(shifted_reg=dict(eps=eps)))
-        runner = Runner.from_cfg(toy.runner_cfg(
-            tmp_path / str(eps), 20, optim_wrapper=optim,
-            experiment_name=f'eps{eps}'))
+        optim = dict(
+            optimizer=dict(type='SGD', lr=0.5, weight_decay=0.5),
+            constructor='WRSOptimWrapperConstructor',
+            paramwise_cfg=dict(shifted_reg=dict(eps=eps)))
+        runner = Runner.from_cfg(
+            toy.runner_cfg(
+                tmp_path / str(eps),
+                20,
+                optim_wrapper=optim,
+                experiment_name=f'eps{eps}'))
         runner.train()
         net = runner.model.net
-        norms[eps] = torch.cat([net.conv1.weight.detach().flatten(1).norm(dim=1),
-                                net.conv2.weight.detach().flatten(1).norm(dim=1)])
+        norms[eps] = torch.cat([
+            net.conv1.weight.detach().flatten(1).norm(dim=1),
+            net.conv2.weight.detach().flatten(1).norm(dim=1)
+        ])
     assert norms[0.].max() < 0.25
     assert norms[0.5].min() > 0.45
 
 
 def test_wrs_and_shifted_on_same_weights_conflict(tmp_path):
-    optim = dict(optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4),
-                 constructor='WRSOptimWrapperConstructor',
-                 paramwise_cfg=dict(shifted_reg=dict(eps=1e-3)))
-    runner = Runner.from_cfg(toy.runner_cfg(
-        tmp_path, 2, optim_wrapper=optim,
-        hook=dict(type='WeightRescaleHook')))
+    optim = dict(
+        optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4),
+        constructor='WRSOptimWrapperConstructor',
+        paramwise_cfg=dict(shifted_reg=dict(eps=1e-3)))
+    runner = Runner.from_cfg(
+        toy.runner_cfg(
+            tmp_path,
+            2,
+            optim_wrapper=optim,
+            hook=dict(type='WeightRescaleHook')))
     with pytest.raises(ValueError, match='already handled by'):
         runner.train()
 
@@ -148,8 +161,10 @@ def test_amp_regularizer_sees_unscaled_grads_and_skips_with_the_step():
     from unittest import mock
     torch.manual_seed(0)
     model = BNNet().train()
-    with mock.patch('mmengine.optim.optimizer.amp_optimizer_wrapper.'
-                    'is_cuda_available', return_value=True):
+    with mock.patch(
+            'mmengine.optim.optimizer.amp_optimizer_wrapper.'
+            'is_cuda_available',
+            return_value=True):
         ow = _build(model, dict(eps=0.5), type='AmpOptimWrapper')
     ow.loss_scaler = torch.amp.GradScaler('cpu', init_scale=1024.)
     x, t = _batch()
@@ -159,8 +174,8 @@ def test_amp_regularizer_sees_unscaled_grads_and_skips_with_the_step():
     g_scaled = model.conv2.weight.grad.clone()
     ow.step()
     reg = 0.1 * shifted_lp_grad(w.flatten(1), 0.5).view_as(w)
-    assert torch.allclose(model.conv2.weight, w - 0.1 * (g_scaled / 1024 + reg),
-                          atol=1e-6)
+    assert torch.allclose(
+        model.conv2.weight, w - 0.1 * (g_scaled / 1024 + reg), atol=1e-6)
     ow.zero_grad()
     w = model.conv2.weight.detach().clone()
     ow.backward(F.cross_entropy(model(x), t))

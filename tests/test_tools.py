@@ -8,29 +8,36 @@ import sys
 import torch
 from mmengine.config import Config
 
-from wrs_mm import small_scale as C
+from wrs_mm.testing import repo_root
+from wrs_mm.testing import small_scale as C
 
-CONFIG = 'configs/yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py'
+ROOT = repo_root()
+
+CONFIG = 'configs/yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py'  # noqa: E501
 
 
 def _env(cpu=False):
     """Subprocess environment; ``cpu``: hide GPUs (two processes on a
     one-GPU machine run on CPU / gloo). On CUDA, cuBLAS needs a fixed
     workspace for deterministic results."""
-    env = dict(os.environ, OMP_NUM_THREADS='1',
-               CUBLAS_WORKSPACE_CONFIG=':4096:8',
-               PATH=os.path.dirname(sys.executable) + os.pathsep +
-               os.environ['PATH'])
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        CUBLAS_WORKSPACE_CONFIG=':4096:8',
+        PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
     if cpu:
         env['CUDA_VISIBLE_DEVICES'] = ''
     return env
 
 
 def _shrunk_config(tmp_path, epochs):
-    cfg = Config.fromfile(os.path.join(C.ROOT, CONFIG))
-    C.shrink_det(cfg, tmp_path / 'unused', epochs=epochs)
-    # bitwise resume on CUDA needs deterministic kernels (cuDNN, atomics)
-    cfg.randomness = dict(seed=0, deterministic=torch.cuda.is_available())
+    cfg = Config.fromfile(os.path.join(ROOT, CONFIG))
+    C.shrink_det(cfg, tmp_path / 'unused', epochs=epochs, images=4)
+    # no seed: tools/train.py --resume must restore the checkpoint's (the
+    # shuffled sampler makes the data order depend on it); bitwise resume on
+    # CUDA needs deterministic kernels (cuDNN, atomics)
+    cfg.randomness = dict(seed=None, deterministic=torch.cuda.is_available())
+    cfg.train_dataloader.sampler = dict(type='DefaultSampler', shuffle=True)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     path = str(tmp_path / 'shrunk.py')
@@ -38,37 +45,54 @@ def _shrunk_config(tmp_path, epochs):
     return path
 
 
-def _run(args, cwd):
-    subprocess.run(args, check=True, cwd=cwd, env=_env(), timeout=600,
-                   stdout=subprocess.DEVNULL)
+def _run(args, cwd) -> str:
+    return subprocess.run(
+        args,
+        check=True,
+        cwd=cwd,
+        env=_env(),
+        timeout=600,
+        capture_output=True,
+        text=True).stdout
 
 
 def _weights(path):
-    return torch.load(path, map_location='cpu',
-                      weights_only=False)['state_dict']
+    return torch.load(
+        path, map_location='cpu', weights_only=False)['state_dict']
 
 
 def test_train_resume_and_test(tmp_path):
     cfg = _shrunk_config(tmp_path, epochs=3)
     full, resumed = tmp_path / 'full', tmp_path / 'resumed'
-    _run([sys.executable, 'tools/train.py', cfg, '--work-dir', str(full)],
-         C.ROOT)
+    _run([sys.executable, 'tools/train.py', cfg, '--work-dir',
+          str(full)], ROOT)
     # resume from epoch 1 of the same run into another work dir
-    _run([sys.executable, 'tools/train.py', cfg, '--work-dir', str(resumed),
-          '--resume', str(full / 'epoch_1.pth')], C.ROOT)
+    log = _run([
+        sys.executable, 'tools/train.py', cfg, '--work-dir',
+        str(resumed), '--resume',
+        str(full / 'epoch_1.pth')
+    ], ROOT)
     a, b = _weights(full / 'epoch_3.pth'), _weights(resumed / 'epoch_3.pth')
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    seed = torch.load(full / 'epoch_1.pth', weights_only=False)['meta']['seed']
+    assert f'resume: seed {seed} of ' in log
     # auto-resume from the latest checkpoint of the work dir (nothing left)
-    _run([sys.executable, 'tools/train.py', cfg, '--work-dir', str(full),
-          '--resume'], C.ROOT)
+    _run([
+        sys.executable, 'tools/train.py', cfg, '--work-dir',
+        str(full), '--resume'
+    ], ROOT)
     out = tmp_path / 'preds.pkl'
-    _run([sys.executable, 'tools/test.py', cfg, str(full / 'epoch_3.pth'),
-          '--work-dir', str(tmp_path / 'test'), '--out', str(out)], C.ROOT)
+    _run([
+        sys.executable, 'tools/test.py', cfg,
+        str(full / 'epoch_3.pth'), '--work-dir',
+        str(tmp_path / 'test'), '--out',
+        str(out)
+    ], ROOT)
     with open(out, 'rb') as f:
         preds = pickle.load(f)
-    assert len(preds) == 2 and 'pred_instances' in preds[0]
+    assert len(preds) == 4 and 'pred_instances' in preds[0]
 
 
 def test_dist_train_two_processes(tmp_path):
@@ -76,13 +100,17 @@ def test_dist_train_two_processes(tmp_path):
     work = tmp_path / 'dist'
     env = _env(cpu=True)
     env['PORT'] = '29531'
-    subprocess.run(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir',
-                    str(work)], check=True, cwd=C.ROOT, env=env, timeout=600,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir',
+         str(work)],
+        check=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+        stdout=subprocess.DEVNULL)
     assert (work / 'epoch_2.pth').is_file()
     assert (work / 'wrs_invariance.json').is_file()
-    logs = [f for d in work.iterdir() if d.is_dir()
-            for f in d.glob('*.log')]
+    logs = [f for d in work.iterdir() if d.is_dir() for f in d.glob('*.log')]
     text = logs[0].read_text()
     assert 'Distributed training: True' in text and 'GPU number: 2' in text
     assert 'WeightRescaleHook: rescaling' in text

@@ -9,10 +9,12 @@ import pytest
 import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
-import toy  # noqa: F401  (registers the toy model and dataset)
 
 import wrs_mm  # noqa: F401
 from wrs_mm.engine import WeightRescaleHook
+from wrs_mm.engine.param_groups import ROLE, ROLE_WRS
+from wrs_mm.testing import get_hook, groups_by_name
+import toy  # noqa: F401  (registers the toy model and dataset)
 
 CONVS = ('net.conv1.weight', 'net.conv2.weight')
 
@@ -24,12 +26,16 @@ class NormRecorder(Hook):
     def __init__(self):
         self.norms, self.rescales = [], []
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         params = dict(runner.model.named_parameters())
-        self.norms.append(torch.cat(
-            [params[n].detach().flatten(1).norm(dim=1) for n in CONVS]))
-        wrs = next(h for h in runner.hooks if isinstance(h, WeightRescaleHook))
+        self.norms.append(
+            torch.cat(
+                [params[n].detach().flatten(1).norm(dim=1) for n in CONVS]))
+        wrs = get_hook(runner, WeightRescaleHook)
         self.rescales.append(wrs.num_rescales)
 
 
@@ -39,7 +45,7 @@ def _run(tmp_path, hook_cfg, max_iters=10, **kw):
     rec = NormRecorder()
     runner.register_hook(rec)
     runner.train()
-    hook = next(h for h in runner.hooks if isinstance(h, WeightRescaleHook))
+    hook = get_hook(runner, WeightRescaleHook)
     return runner, hook, rec
 
 
@@ -48,51 +54,56 @@ def _unit_iters(rec):
     counts = [0] + rec.rescales
     iters = [i for i in range(len(rec.rescales)) if counts[i + 1] > counts[i]]
     for i in iters:
-        assert torch.allclose(rec.norms[i], torch.ones_like(rec.norms[i]),
-                              atol=1e-5)
+        assert torch.allclose(
+            rec.norms[i], torch.ones_like(rec.norms[i]), atol=1e-5)
     for i in range(len(rec.norms)):
         if i not in iters and (i == 0 or counts[i] == 0):
             # never rescaled yet: norms are not all 1
-            assert not torch.allclose(rec.norms[i],
-                                      torch.ones_like(rec.norms[i]), atol=1e-5)
+            assert not torch.allclose(
+                rec.norms[i], torch.ones_like(rec.norms[i]), atol=1e-5)
     return iters
 
 
 def test_rescales_every_tau_steps_and_splits_decay(tmp_path):
-    runner, hook, rec = _run(tmp_path, dict(type='WeightRescaleHook',
-                                            interval=3))
+    runner, hook, rec = _run(tmp_path,
+                             dict(type='WeightRescaleHook', interval=3))
     assert hook.steps == 10 and hook.num_rescales == 3
     assert _unit_iters(rec) == [2, 5, 8]
-    groups = {g['param_name']: g for g in
-              runner.optim_wrapper.optimizer.param_groups}
+    groups = groups_by_name(runner.optim_wrapper, runner.model)
     for n in CONVS:
-        assert groups[n]['weight_decay'] == 0 and groups[n]['wrs_mm'] == 'wrs'
+        assert groups[n]['weight_decay'] == 0 and groups[n][ROLE] == ROLE_WRS
     for n in ('net.bn1.weight', 'net.bn2.weight', 'net.fc.weight',
               'net.conv1.bias'):
         assert groups[n]['weight_decay'] == 5e-4
-    table = json.load(open(os.path.join(runner.work_dir,
-                                        'wrs_invariance.json')))
+    table = json.load(
+        open(os.path.join(runner.work_dir, 'wrs_invariance.json')))
     rescaled = {r['name'] for r in table if r['rescaled']}
     assert rescaled == set(CONVS)
     refused = [r for r in table if not r['rescaled']]
     assert [r['name'] for r in refused] == ['net.fc.weight']
     assert 'not only by a normalisation' in refused[0]['reason']
-    log = next(f for d in os.scandir(runner.work_dir) if d.is_dir()
-               for f in os.scandir(d.path) if f.name.endswith('.log'))
+    log = next(
+        f for d in os.scandir(runner.work_dir) if d.is_dir()
+        for f in os.scandir(d.path) if f.name.endswith('.log'))
     text = open(log.path).read()
     assert 'wrs_norm_mean: ' in text and 'wrs_zero_rows: 0' in text
 
 
 def test_paramwise_cfg_still_applies(tmp_path):
-    optim = dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9,
-                                weight_decay=1e-3),
-                 constructor='WRSOptimWrapperConstructor',
-                 paramwise_cfg=dict(norm_decay_mult=0.5,
-                                    custom_keys={'fc': dict(decay_mult=2.)}))
-    runner, hook, _ = _run(tmp_path, dict(type='WeightRescaleHook'),
-                           max_iters=2, optim_wrapper=optim)
-    groups = {g['param_name']: g['weight_decay'] for g in
-              runner.optim_wrapper.optimizer.param_groups}
+    optim = dict(
+        optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-3),
+        constructor='WRSOptimWrapperConstructor',
+        paramwise_cfg=dict(
+            norm_decay_mult=0.5, custom_keys={'fc': dict(decay_mult=2.)}))
+    runner, hook, _ = _run(
+        tmp_path,
+        dict(type='WeightRescaleHook'),
+        max_iters=2,
+        optim_wrapper=optim)
+    groups = {
+        n: g['weight_decay']
+        for n, g in groups_by_name(runner.optim_wrapper, runner.model).items()
+    }
     assert groups['net.bn1.weight'] == pytest.approx(5e-4)
     assert groups['net.fc.weight'] == pytest.approx(2e-3)
     assert groups['net.conv1.weight'] == 0 and groups['net.conv2.weight'] == 0
@@ -100,11 +111,15 @@ def test_paramwise_cfg_still_applies(tmp_path):
 
 
 def test_accumulation_counts_updates_not_iterations(tmp_path):
-    optim = dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
-                 constructor='WRSOptimWrapperConstructor',
-                 accumulative_counts=2)
-    _, hook, rec = _run(tmp_path, dict(type='WeightRescaleHook', interval=2),
-                        max_iters=8, optim_wrapper=optim)
+    optim = dict(
+        optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
+        constructor='WRSOptimWrapperConstructor',
+        accumulative_counts=2)
+    _, hook, rec = _run(
+        tmp_path,
+        dict(type='WeightRescaleHook', interval=2),
+        max_iters=8,
+        optim_wrapper=optim)
     assert hook.steps == 4 and hook.num_rescales == 2
     assert _unit_iters(rec) == [3, 7]
 
@@ -113,10 +128,12 @@ def test_skipped_amp_step_does_not_count(tmp_path):
     """AmpOptimWrapper with torch's GradScaler on CPU; the loss of the 3rd
     iteration is inf, so GradScaler skips that optimizer step."""
     from mmengine.optim import AmpOptimWrapper
-    with mock.patch('mmengine.optim.optimizer.amp_optimizer_wrapper.'
-                    'is_cuda_available', return_value=True):
-        cfg = toy.runner_cfg(tmp_path, 6, hook=dict(type='WeightRescaleHook',
-                                                     interval=2))
+    with mock.patch(
+            'mmengine.optim.optimizer.amp_optimizer_wrapper.'
+            'is_cuda_available',
+            return_value=True):
+        cfg = toy.runner_cfg(
+            tmp_path, 6, hook=dict(type='WeightRescaleHook', interval=2))
         cfg['model']['inf_at_call'] = 3
         cfg['optim_wrapper']['type'] = 'AmpOptimWrapper'
         cfg['optim_wrapper']['dtype'] = 'bfloat16'
@@ -127,33 +144,38 @@ def test_skipped_amp_step_does_not_count(tmp_path):
     rec = NormRecorder()
     runner.register_hook(rec)
     runner.train()
-    hook = next(h for h in runner.hooks if isinstance(h, WeightRescaleHook))
+    hook = get_hook(runner, WeightRescaleHook)
     assert hook.steps == 5  # 6 iterations, one skipped step
     # steps 1, 2 at iters 0, 1; iter 2 skipped; steps 3, 4, 5 at iters 3, 4, 5
     assert _unit_iters(rec) == [1, 4]
 
 
 def test_window(tmp_path):
-    _, hook, rec = _run(tmp_path, dict(type='WeightRescaleHook', interval=1,
-                                       begin=4, end=8))
+    _, hook, rec = _run(
+        tmp_path, dict(type='WeightRescaleHook', interval=1, begin=4, end=8))
     assert hook.num_rescales == 4
     assert _unit_iters(rec) == [4, 5, 6, 7]
 
 
 def test_resume_is_bitwise_exact(tmp_path):
     hook = dict(type='WeightRescaleHook', interval=2)
-    ckpt = dict(logger=dict(type='LoggerHook', interval=1),
-                checkpoint=dict(type='CheckpointHook', interval=3,
-                                by_epoch=False))
-    full = Runner.from_cfg(toy.runner_cfg(tmp_path / 'full', 6, hook=hook,
-                                          default_hooks=ckpt))
+    ckpt = dict(
+        logger=dict(type='LoggerHook', interval=1),
+        checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False))
+    full = Runner.from_cfg(
+        toy.runner_cfg(tmp_path / 'full', 6, hook=hook, default_hooks=ckpt))
     full.train()
-    resumed = Runner.from_cfg(toy.runner_cfg(
-        tmp_path / 'resumed', 6, hook=hook, default_hooks=ckpt,
-        load_from=str(tmp_path / 'full' / 'iter_3.pth'), resume=True,
-        experiment_name='resumed'))
+    resumed = Runner.from_cfg(
+        toy.runner_cfg(
+            tmp_path / 'resumed',
+            6,
+            hook=hook,
+            default_hooks=ckpt,
+            load_from=str(tmp_path / 'full' / 'iter_3.pth'),
+            resume=True,
+            experiment_name='resumed'))
     resumed.train()
-    h = next(h for h in resumed.hooks if isinstance(h, WeightRescaleHook))
+    h = get_hook(resumed, WeightRescaleHook)
     assert h.steps == 6 and h.num_rescales == 3
     a, b = full.model.state_dict(), resumed.model.state_dict()
     for k in a:
@@ -173,11 +195,53 @@ def test_bad_arguments():
         WeightRescaleHook(granularity='row')
     with pytest.raises(ValueError, match='invalid regex'):
         WeightRescaleHook(include='conv[')
+    with pytest.raises(TypeError, match='rescale_optimizer_state'):
+        WeightRescaleHook(rescale_optimizer_state='yes')
+    with pytest.raises(ValueError, match='max_invariance_error'):
+        WeightRescaleHook(max_invariance_error=0)
+
+
+@pytest.mark.parametrize('carry', [False, True])
+def test_rescale_optimizer_state_option(tmp_path, carry):
+    """With the option, every rescale scales the conv rows' momentum by the
+    rows' norms (the math is tested in test_core_rescale); without it the
+    buffers are left alone."""
+    from wrs_mm.engine import weight_rescale_hook as mod
+    seen = []
+    real = mod.rescale_optimizer_state
+
+    def spy(optimizer, stats):
+        before = {
+            p: st['momentum_buffer'].clone()
+            for p, st in optimizer.state.items()
+        }
+        real(optimizer, stats)
+        seen.append((optimizer, stats, before))
+
+    hook = dict(
+        type='WeightRescaleHook', interval=2, rescale_optimizer_state=carry)
+    with mock.patch.object(mod, 'rescale_optimizer_state', spy):
+        runner, hook, _ = _run(tmp_path, hook, max_iters=4)
+    assert len(seen) == (2 if carry else 0)
+    if not carry:
+        return
+    optimizer, stats, before = seen[-1]
+    assert optimizer is runner.optim_wrapper.optimizer
+    conv1 = runner.model.net.conv1.weight
+    (entries, scales), = list(stats.row_scales())
+    scale = dict(zip([e.name for e in entries], scales))['net.conv1.weight']
+    assert torch.allclose(optimizer.state[conv1]['momentum_buffer'],
+                          before[conv1] * scale)
+    fc = runner.model.net.fc.weight  # not rescaled: untouched
+    assert torch.equal(optimizer.state[fc]['momentum_buffer'], before[fc])
 
 
 def test_pattern_matching_nothing_fails_before_training(tmp_path):
-    runner = Runner.from_cfg(toy.runner_cfg(
-        tmp_path, 2, hook=dict(type='WeightRescaleHook', include='backbone')))
+    runner = Runner.from_cfg(
+        toy.runner_cfg(
+            tmp_path,
+            2,
+            hook=dict(type='WeightRescaleHook', include='backbone')))
     with pytest.raises(ValueError, match="include: pattern 'backbone'"):
         runner.train()
     assert runner.iter == 0
@@ -191,16 +255,52 @@ def test_included_non_invariant_weight_is_refused(tmp_path):
         runner.train()
     assert torch.equal(runner.model.net.fc.weight, w0)  # nothing applied
     hook.update(allow_non_invariant=True, interval=1)
-    forced = Runner.from_cfg(toy.runner_cfg(tmp_path / 'f', 2, hook=hook,
-                                            experiment_name='forced'))
+    forced = Runner.from_cfg(
+        toy.runner_cfg(tmp_path / 'f', 2, hook=hook, experiment_name='forced'))
     forced.train()
     n = forced.model.net.fc.weight.detach().norm(dim=1)
     assert torch.allclose(n, torch.ones_like(n), atol=1e-5)
 
 
+def test_bias_dominated_head_refused_and_conv_ws_rescaled(tmp_path):
+    """A plain conv whose output is dominated by its bias, on tiny inputs,
+    stays as it is (refused, decay kept); the ConvWS2d before it is
+    rescaled; naming the head in ``include`` is an error."""
+    cfg = toy.runner_cfg(
+        tmp_path, 2, hook=dict(type='WeightRescaleHook', interval=1))
+    cfg['model'] = dict(type='ToyWSHeadClassifier')
+    runner = Runner.from_cfg(cfg)
+    head0 = runner.model.head.weight.detach().clone()
+    runner.train()
+    table = {
+        r['name']: r
+        for r in json.load(
+            open(os.path.join(runner.work_dir, 'wrs_invariance.json')))
+    }
+    assert table['ws.weight']['rescaled']
+    assert table['ws.weight']['kind'] == 'ws'
+    assert not table['head.weight']['rescaled']
+    assert table['head.weight']['kind'] == 'none'
+    groups = groups_by_name(runner.optim_wrapper, runner.model)
+    assert groups['head.weight']['weight_decay'] == 5e-4
+    ws = runner.model.ws.weight.detach().flatten(1).norm(dim=1)
+    assert torch.allclose(ws, torch.ones_like(ws), atol=1e-5)
+    head = runner.model.head.weight.detach().flatten(1).norm(dim=1)
+    assert not torch.allclose(head, torch.ones_like(head), atol=1e-2)
+    assert not torch.equal(runner.model.head.weight, head0)  # it trained
+    cfg = toy.runner_cfg(
+        tmp_path / 'inc',
+        2,
+        hook=dict(type='WeightRescaleHook', include='head'),
+        experiment_name='ws_head_include')
+    cfg['model'] = dict(type='ToyWSHeadClassifier')
+    with pytest.raises(ValueError, match='head.weight'):
+        Runner.from_cfg(cfg).train()
+
+
 def test_no_invariant_weight_warns_and_does_nothing(tmp_path):
-    cfg = toy.runner_cfg(tmp_path, 3, hook=dict(type='WeightRescaleHook',
-                                                interval=1))
+    cfg = toy.runner_cfg(
+        tmp_path, 3, hook=dict(type='WeightRescaleHook', interval=1))
     runner = Runner.from_cfg(cfg)
     net = runner.model.net
     train = runner.model.train
@@ -213,12 +313,11 @@ def test_no_invariant_weight_warns_and_does_nothing(tmp_path):
 
     runner.model.train = frozen_bn_train
     runner.train()
-    hook = next(h for h in runner.hooks if isinstance(h, WeightRescaleHook))
+    hook = get_hook(runner, WeightRescaleHook)
     assert hook.rescaler is None and hook.steps == 3
     groups = runner.optim_wrapper.optimizer.param_groups
     assert all(g['weight_decay'] == 5e-4 for g in groups)
-    log = open(os.path.join(runner.log_dir,
-                            f'{runner.timestamp}.log')).read()
+    log = open(os.path.join(runner.log_dir, f'{runner.timestamp}.log')).read()
     assert 'WARNING - WeightRescaleHook: the model has no scale-invariant' \
         in log
     assert "in eval mode (frozen running statistics" in log
@@ -227,8 +326,8 @@ def test_no_invariant_weight_warns_and_does_nothing(tmp_path):
 def test_registered_for_mmdet_and_mmseg_scopes():
     from mmdet.registry import HOOKS as DET_HOOKS
     from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS as DET_CONS
-    from mmseg.registry import HOOKS as SEG_HOOKS
     from mmengine.registry import DefaultScope
+    from mmseg.registry import HOOKS as SEG_HOOKS
     for scope, hooks in (('mmdet', DET_HOOKS), ('mmseg', SEG_HOOKS)):
         with DefaultScope.overwrite_default_scope(scope):
             hook = hooks.build(dict(type='WeightRescaleHook', interval=3))
@@ -239,20 +338,31 @@ def test_registered_for_mmdet_and_mmseg_scopes():
 
 def test_single_group_optimizer_is_rejected(tmp_path):
     optim = dict(optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4))
-    runner = Runner.from_cfg(toy.runner_cfg(
-        tmp_path, 2, hook=dict(type='WeightRescaleHook'), optim_wrapper=optim))
+    runner = Runner.from_cfg(
+        toy.runner_cfg(
+            tmp_path,
+            2,
+            hook=dict(type='WeightRescaleHook'),
+            optim_wrapper=optim))
     with pytest.raises(ValueError, match='WRSOptimWrapperConstructor'):
         runner.train()
 
 
 def test_ddp_two_processes_keep_parameters_identical(tmp_path):
     script = os.path.join(os.path.dirname(__file__), 'ddp_train.py')
-    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
-               PYTHONPATH=os.path.dirname(__file__))  # CPU / gloo
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        CUDA_VISIBLE_DEVICES='',
+        PYTHONPATH=os.path.dirname(__file__))  # CPU / gloo
     subprocess.run([
         sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-        '--master_port=29517', script, str(tmp_path)
-    ], check=True, env=env, timeout=300)
+        '--master_port=29517', script,
+        str(tmp_path)
+    ],
+                   check=True,
+                   env=env,
+                   timeout=300)
     a = torch.load(tmp_path / 'params_rank0.pt')
     b = torch.load(tmp_path / 'params_rank1.pt')
     assert a['rescales'] == b['rescales'] == 3
@@ -264,14 +374,18 @@ def test_ddp_two_processes_keep_parameters_identical(tmp_path):
 
 
 def test_exclude_keeps_weight_and_its_decay(tmp_path):
-    runner, hook, _ = _run(tmp_path, dict(type='WeightRescaleHook', interval=1,
-                                          exclude=r'conv2\.'), max_iters=2)
+    runner, hook, _ = _run(
+        tmp_path,
+        dict(type='WeightRescaleHook', interval=1, exclude=r'conv2\.'),
+        max_iters=2)
     assert [e.name for e in hook.rescaler.pack.entries] == ['net.conv1.weight']
-    groups = {g['param_name']: g for g in
-              runner.optim_wrapper.optimizer.param_groups}
+    groups = groups_by_name(runner.optim_wrapper, runner.model)
     assert groups['net.conv2.weight']['weight_decay'] == 5e-4
-    table = {r['name']: r for r in json.load(open(os.path.join(
-        runner.work_dir, 'wrs_invariance.json')))}
+    table = {
+        r['name']: r
+        for r in json.load(
+            open(os.path.join(runner.work_dir, 'wrs_invariance.json')))
+    }
     assert not table['net.conv2.weight']['rescaled']
     assert table['net.conv2.weight']['reason'] == \
         'not selected by include / exclude'
@@ -280,12 +394,17 @@ def test_exclude_keeps_weight_and_its_decay(tmp_path):
 def test_window_in_epochs(tmp_path):
     """begin/end in epochs: 32 images / batch 4 = 8 steps per epoch; only
     epoch 1 (the second) rescales."""
-    cfg = toy.runner_cfg(tmp_path, hook=dict(type='WeightRescaleHook',
-                                             interval=1, begin=1, end=2,
-                                             by_epoch=True),
-                         train_cfg=dict(by_epoch=True, max_epochs=3))
-    cfg['train_dataloader']['sampler'] = dict(type='DefaultSampler',
-                                              shuffle=True)
+    cfg = toy.runner_cfg(
+        tmp_path,
+        hook=dict(
+            type='WeightRescaleHook',
+            interval=1,
+            begin=1,
+            end=2,
+            by_epoch=True),
+        train_cfg=dict(by_epoch=True, max_epochs=3))
+    cfg['train_dataloader']['sampler'] = dict(
+        type='DefaultSampler', shuffle=True)
     runner = Runner.from_cfg(cfg)
     rec = NormRecorder()
     runner.register_hook(rec)
@@ -301,22 +420,26 @@ class ScalarRecorder(Hook):
     def __init__(self):
         self.seen = []
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         buf = runner.message_hub.log_scalars.get('train/wrs_norm_mean')
         self.seen.append(None if buf is None else list(buf.data[0]))
 
 
 def test_stats_read_only_on_log_lines_and_only_when_measured(tmp_path):
-    cfg = toy.runner_cfg(tmp_path, 12, hook=dict(type='WeightRescaleHook',
-                                                 interval=5))
+    cfg = toy.runner_cfg(
+        tmp_path, 12, hook=dict(type='WeightRescaleHook', interval=5))
     cfg['default_hooks']['logger']['interval'] = 2
     runner = Runner.from_cfg(cfg)
     rec = ScalarRecorder()
     runner.register_hook(rec)
-    with mock.patch('wrs_mm.core.rescale.RescaleStats._read',
-                    autospec=True,
-                    side_effect=wrs_mm.core.rescale.RescaleStats._read) as rd:
+    with mock.patch(
+            'wrs_mm.core.rescale.RescaleStats._read',
+            autospec=True,
+            side_effect=wrs_mm.core.rescale.RescaleStats._read) as rd:
         runner.train()
     # rescales after iterations 5 and 10 (indices 4, 9); log lines after
     # every 2nd: the stats appear on the first line after each rescale only
@@ -327,3 +450,44 @@ def test_stats_read_only_on_log_lines_and_only_when_measured(tmp_path):
         assert len(rec.seen[i]) == 1 and rec.seen[i][0] > 0  # no window
     assert rd.call_count >= 1  # read lazily, on those lines
     assert len({id(c.args[0]) for c in rd.call_args_list}) == 2
+
+
+def test_weight_whose_eps_breaks_invariance_is_refused_and_error_logged(
+        tmp_path):
+    """bn2.eps = 10 makes eps dominate conv2's batch variance: refused (its
+    decay kept), reported with the measured eps error; conv1 is rescaled and
+    the output change of each rescale through eps is logged."""
+    cfg = toy.runner_cfg(
+        tmp_path, 4, hook=dict(type='WeightRescaleHook', interval=2))
+    runner = Runner.from_cfg(cfg)
+    runner.model.net.bn2.eps = 10.
+    runner.train()
+    table = {
+        r['name']: r
+        for r in json.load(
+            open(os.path.join(runner.work_dir, 'wrs_invariance.json')))
+    }
+    conv2 = table['net.conv2.weight']
+    assert not conv2['rescaled'] and conv2['eps_error'] > 1e-2
+    assert 'eps breaks the invariance' in conv2['reason']
+    assert table['net.conv1.weight']['rescaled']
+    assert table['net.conv1.weight']['eps_error'] < 1e-2
+    groups = groups_by_name(runner.optim_wrapper, runner.model)
+    assert groups['net.conv2.weight']['weight_decay'] == 5e-4
+    log = open(os.path.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+    values = [
+        float(line.split('wrs_invariance_error: ')[1].split()[0])
+        for line in log.splitlines() if 'wrs_invariance_error: ' in line
+    ]
+    assert len(values) == 2 and all(0 <= v < 1e-2 for v in values)
+    # with no limit the same weight is rescaled
+    cfg = toy.runner_cfg(
+        tmp_path / 'nolimit',
+        2,
+        hook=dict(
+            type='WeightRescaleHook', interval=1, max_invariance_error=None),
+        experiment_name='eps_nolimit')
+    runner = Runner.from_cfg(cfg)
+    runner.model.net.bn2.eps = 10.
+    runner.train()
+    assert len(get_hook(runner, WeightRescaleHook).rescaler) == 2

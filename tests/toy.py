@@ -53,18 +53,45 @@ def runner_cfg(work_dir, max_iters=10, hook=None, optim=None, **kw):
             dataset=dict(type='ToyImages'),
             sampler=dict(type='DefaultSampler', shuffle=True),
             collate_fn=dict(type='default_collate'),
-            batch_size=4, num_workers=0),
+            batch_size=4,
+            num_workers=0),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         optim_wrapper=optim or dict(
-            optimizer=dict(type='SGD', lr=0.1, momentum=0.9,
-                           weight_decay=5e-4),
+            optimizer=dict(
+                type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4),
             constructor='WRSOptimWrapperConstructor'),
         custom_hooks=[hook] if hook else [],
-        default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
-                           checkpoint=dict(type='CheckpointHook',
-                                           interval=1000)),
+        default_hooks=dict(
+            logger=dict(type='LoggerHook', interval=1),
+            checkpoint=dict(type='CheckpointHook', interval=1000)),
         randomness=dict(seed=0),
         experiment_name=f'toy_{id(work_dir)}_{max_iters}',
     )
     cfg.update(kw)
     return copy.deepcopy(cfg)
+
+
+class BiasDominatedConv(torch.nn.Conv2d):
+    """A plain conv with a forward of its own and a large prior bias (as
+    RetinaNet's classification conv): not scale-invariant."""
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+
+@MODELS.register_module(force=True)
+class ToyWSHeadClassifier(BaseModel):
+    """mmcv ``ConvWS2d`` -> ReLU -> a bias-dominated conv head -> logits."""
+
+    def __init__(self, data_preprocessor=None):
+        from mmcv.cnn import ConvWS2d
+        super().__init__(data_preprocessor=data_preprocessor)
+        self.ws = ConvWS2d(3, 8, 3, padding=1)
+        self.head = BiasDominatedConv(8, 5, 1)
+        torch.nn.init.constant_(self.head.bias, -4.595)
+
+    def forward(self, inputs, labels, mode='tensor', **kwargs):
+        logits = self.head(F.relu(self.ws(1e-3 * inputs))).mean((2, 3))
+        if mode == 'loss':
+            return dict(loss=F.cross_entropy(logits, labels))
+        return logits

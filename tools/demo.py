@@ -14,21 +14,19 @@ import argparse
 import glob
 import json
 import os.path as osp
-import sys
 import time
 
+from mmengine.config import Config
+
+from wrs_mm.apis import allow_full_checkpoint_load, plot_norm_dynamics
+from wrs_mm.engine import WeightRescaleHook
+from wrs_mm.testing import coco_root, get_hook, small_scale
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis'))
-
-from mmengine.config import Config  # noqa: E402
-
-from plot_norm_dynamics import plot  # noqa: E402
-from wrs_mm import small_scale  # noqa: E402
-from wrs_mm.engine.launch import allow_full_checkpoint_load  # noqa: E402
 
 CONFIGS = {
-    'wrs': 'configs/yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py',
+    'wrs':
+    'configs/yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py',
     'wd': 'configs/yolov3/yolov3_d53-bn_wd_1xb8-ms-320-640-100e-cos_coco.py',
 }
 
@@ -36,8 +34,13 @@ CONFIGS = {
 def run(name, args):
     cfg = Config.fromfile(osp.join(ROOT, CONFIGS[name]))
     work_dir = osp.join(args.work_dir, name)
-    small_scale.shrink_det(cfg, work_dir, size=args.size, epochs=args.epochs,
-                           images=None, batch_size=args.batch_size)
+    small_scale.shrink_det(
+        cfg,
+        work_dir,
+        size=args.size,
+        epochs=args.epochs,
+        images=None,
+        batch_size=args.batch_size)
     for hook in cfg.get('custom_hooks', []):
         if hook['type'] == 'WeightRescaleHook':
             hook['interval'] = args.tau
@@ -57,12 +60,17 @@ def run(name, args):
         'annotations/instances_train2017.json'
     runner._test_dataloader.dataset.data_prefix = dict(img='train2017/')
     runner._test_evaluator = dict(
-        type='CocoMetric', metric='bbox',
-        ann_file=small_scale.COCO + 'annotations/instances_train2017.json')
+        type='CocoMetric',
+        metric='bbox',
+        ann_file=coco_root() + 'annotations/instances_train2017.json')
     train_metrics = runner.test()
-    return dict(work_dir=work_dir, losses=losses, metrics=metrics,
-                train_metrics=train_metrics, seconds=time.time() - t,
-                runner=runner)
+    return dict(
+        work_dir=work_dir,
+        losses=losses,
+        metrics=metrics,
+        train_metrics=train_metrics,
+        seconds=time.time() - t,
+        runner=runner)
 
 
 def main():
@@ -78,40 +86,44 @@ def main():
     allow_full_checkpoint_load()
     results = {name: run(name, args) for name in ('wrs', 'wd')}
     png = osp.join(args.work_dir, 'norm_dynamics.png')
-    plot([results['wrs']['work_dir'], results['wd']['work_dir']],
-         ['WRS (tau=%d)' % args.tau, 'weight decay'], out=png)
-    hook = next(h for h in results['wrs']['runner'].hooks
-                if type(h).__name__ == 'WeightRescaleHook')
-    table = json.load(open(osp.join(results['wrs']['work_dir'],
-                                    'wrs_invariance.json')))
+    plot_norm_dynamics([results['wrs']['work_dir'], results['wd']['work_dir']],
+                       ['WRS (tau=%d)' % args.tau, 'weight decay'],
+                       out=png)
+    hook = get_hook(results['wrs']['runner'], WeightRescaleHook)
+    table = json.load(
+        open(osp.join(results['wrs']['work_dir'], 'wrs_invariance.json')))
     summary = dict(
         rescaled_weights=sum(r['rescaled'] for r in table),
         refused_weights=[r['name'] for r in table if not r['rescaled']],
-        wrs_rescale_events=hook.num_rescales, plot=png)
+        wrs_rescale_events=hook.num_rescales,
+        plot=png)
     print('\n==== wrs_mm demo: YOLOv3 on coco_tiny '
           f'({args.epochs} epochs of 80 images at {args.size}px) ====')
     for name, r in results.items():
         ckpt = sorted(glob.glob(osp.join(r['work_dir'], 'epoch_*.pth')))[-1]
         log = glob.glob(osp.join(r['work_dir'], '*', '*.log'))[0]
-        summary[name] = dict(loss_first=r['losses'][0],
-                             loss_last=r['losses'][-1],
-                             mAP=r['metrics']['coco/bbox_mAP'],
-                             mAP_50=r['metrics']['coco/bbox_mAP_50'],
-                             train_mAP_50=r['train_metrics'][
-                                 'coco/bbox_mAP_50'],
-                             seconds=round(r['seconds']), checkpoint=ckpt,
-                             log=log)
+        summary[name] = dict(
+            loss_first=r['losses'][0],
+            loss_last=r['losses'][-1],
+            mAP=r['metrics']['coco/bbox_mAP'],
+            mAP_50=r['metrics']['coco/bbox_mAP_50'],
+            train_mAP_50=r['train_metrics']['coco/bbox_mAP_50'],
+            seconds=round(r['seconds']),
+            checkpoint=ckpt,
+            log=log)
         print(f"{name.upper():>3}: loss {r['losses'][0]:.1f} -> "
               f"{r['losses'][-1]:.1f}, bbox mAP {summary[name]['mAP']:.4f}, "
               f"mAP@0.5 {summary[name]['mAP_50']:.4f} (val), "
               f"{summary[name]['train_mAP_50']:.4f} (train images), "
               f"{r['seconds']:.0f} s\n     log {log}\n     checkpoint {ckpt}")
-    print(f"WRS rescaled {summary['rescaled_weights']} weights "
-          f"({hook.num_rescales} rescale events), refused "
-          f"{len(summary['refused_weights'])}: "
-          f"{', '.join(summary['refused_weights'])}\n"
-          f"     table {osp.join(results['wrs']['work_dir'], 'wrs_invariance.json')}"
-          f"\nnorm plot {png}")
+    print(
+        f"WRS rescaled {summary['rescaled_weights']} weights "
+        f"({hook.num_rescales} rescale events), refused "
+        f"{len(summary['refused_weights'])}: "
+        f"{', '.join(summary['refused_weights'])}\n"
+        f"     table {osp.join(results['wrs']['work_dir'], 'wrs_invariance')}"
+        '.json'
+        f"\nnorm plot {png}")
     with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=1, default=float)
 

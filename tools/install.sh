@@ -3,7 +3,8 @@
 # torch (2.13.0 here, or the CUDA torch already installed), mmcv 2.1.0 with ops
 # built once (for the visible GPU, if any: tools/build_mmcv.sh) and cached as a
 # wheel, Triton, mmengine 0.10.7, mmdet 3.3.0,
-# mmsegmentation 1.2.2, the test tools, and wrs_mm in editable mode.
+# mmsegmentation 1.2.2, the test and lint tools (setup.py's extras mm and
+# tests), and wrs_mm in editable mode.
 set -euo pipefail
 VENV=${1:-.venv}
 CACHE=${WRS_MM_CACHE:-$HOME/.cache/wrs_mm}
@@ -39,8 +40,7 @@ fi
 # Triton: the fused WRS / shifted-L2 kernels on CUDA (CUDA builds of torch
 # ship it); on CPU its interpreter runs the kernel tests.
 "$PY" -c 'import triton' 2>/dev/null || $PIP install triton==3.6.0
-$PIP install -c "$CONSTRAINTS" mmengine==0.10.7 mmdet==3.3.0 \
-  mmsegmentation==1.2.2 pycocotools ftfy regex scipy matplotlib pytest adamp \
-  scikit-learn
-$PIP install -c "$CONSTRAINTS" --no-build-isolation --no-deps -e .
+# the rest from setup.py's extras: mm (mmengine, mmdet, mmseg, ...), tests
+# (pytest, the benchmarks' and linters' packages); wrs_mm editable
+$PIP install -c "$CONSTRAINTS" --no-build-isolation -e ".[mm,tests]"
 "$PY" -c 'import mmcv.ops, mmdet, mmseg, wrs_mm; print("wrs_mm environment ready:", mmcv.__version__, mmdet.__version__, mmseg.__version__)'

@@ -5,35 +5,35 @@
         [--cfg-options k=v ...] [--launcher pytorch]
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmengine.evaluator import DumpResults
 
-from mmengine.evaluator import DumpResults  # noqa: E402
-
-from wrs_mm.engine.launch import (add_launch_args,  # noqa: E402
-                                  allow_full_checkpoint_load, build_runner,
-                                  load_config, parse_launch_args)
+from wrs_mm.apis import (add_launch_args, allow_full_checkpoint_load,
+                         build_runner, load_config, parse_launch_args)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and eval) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the directory to save the file '
-                        'containing evaluation metrics')
-    parser.add_argument('--out', type=str,
-                        help='dump predictions to a pickle file')
-    parser.add_argument('--show', action='store_true',
-                        help='show prediction results')
-    parser.add_argument('--show-dir', help='directory where painted images '
-                        'will be saved')
-    parser.add_argument('--wait-time', type=float, default=2,
-                        help='the interval of show (s)')
-    parser.add_argument('--tta', action='store_true',
-                        help='test-time augmentation (tta_model and '
-                        'tta_pipeline of the config)')
+    parser.add_argument(
+        '--work-dir',
+        help='the directory to save the file '
+        'containing evaluation metrics')
+    parser.add_argument(
+        '--out', type=str, help='dump predictions to a pickle file')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir', help='directory where painted images '
+        'will be saved')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help='test-time augmentation (tta_model and '
+        'tta_pipeline of the config)')
     add_launch_args(parser)
     return parse_launch_args(parser)
 
@@ -66,7 +66,8 @@ def main():
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError('--out must be a .pkl file')
-        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
     runner.test()
 
 

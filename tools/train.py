@@ -4,26 +4,30 @@
         [--resume [CKPT]] [--cfg-options k=v ...] [--launcher pytorch]
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from wrs_mm.engine.launch import (add_launch_args,  # noqa: E402
-                                  allow_full_checkpoint_load, build_runner,
-                                  load_config, parse_launch_args)
+from wrs_mm.apis import (add_launch_args, allow_full_checkpoint_load,
+                         build_runner, load_config, parse_launch_args,
+                         restore_checkpoint_seed)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
-    parser.add_argument('--amp', action='store_true', default=False,
-                        help='enable automatic-mixed-precision training')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='enable automatically scaling LR.')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='enable automatically scaling LR.')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
         help='resume from this checkpoint, or with no path from the latest '
         'checkpoint in the work directory')
     add_launch_args(parser)
@@ -53,6 +57,7 @@ def main():
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    restore_checkpoint_seed(cfg)  # bitwise resume without a configured seed
     build_runner(cfg).train()
 
 

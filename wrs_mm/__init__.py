@@ -2,10 +2,11 @@
 scale-invariant weights, as an OpenMMLab 2.x plugin.
 
 ``import wrs_mm`` registers the mmengine adapters (hooks, constructor) in
-mmengine's root registries, so they are visible from the mmdet and mmseg scopes.
-``wrs_mm.core`` needs only PyTorch.
+mmengine's root registries, so they are visible from the mmdet and mmseg
+scopes. ``wrs_mm.core`` needs only PyTorch.
 """
 from . import core  # noqa: F401
+from .version import __version__  # noqa: F401
 
 try:
     import mmengine  # noqa: F401
@@ -14,5 +15,3 @@ except ModuleNotFoundError as e:  # plain-PyTorch use of the core
         raise
 else:
     from . import counting, engine  # noqa: F401
-
-__version__ = '0.1.0'

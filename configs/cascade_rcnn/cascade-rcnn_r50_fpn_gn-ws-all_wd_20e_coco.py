@@ -2,18 +2,13 @@
 # weight-standardised convs and GroupNorm in backbone and neck, plain weight
 # decay: the "WS" baseline of Li et al. Table VII (41.6 AP with WS-ResNet-50).
 # SGD lr 0.02, momentum 0.9, weight decay 1e-4.
-_base_ = 'mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_20e_coco.py'
+_base_ = [
+    'mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_20e_coco.py',
+    '../_base_/gn_ws_all.py'
+]
 
 custom_imports = dict(imports=['wrs_mm'], allow_failed_imports=False)
 
-conv_cfg = dict(type='ConvWS')
-norm_cfg = dict(type='GN', num_groups=32, requires_grad=True)
-model = dict(
-    backbone=dict(
-        conv_cfg=conv_cfg,
-        norm_cfg=norm_cfg,
-        init_cfg=dict(
-            type='Pretrained', checkpoint='open-mmlab://jhu/resnet50_gn_ws')),
-    neck=dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg))
+model = dict(backbone=_base_.gn_ws_backbone, neck=_base_.gn_ws_neck)
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4))

@@ -13,9 +13,12 @@ train_pipeline = [
     dict(type='PackCrowdInputs')
 ]
 train_dataloader = dict(
-    dataset=dict(type='ShanghaiTechDataset', data_root=data_root,
-                 split='train_data', pipeline=train_pipeline))
+    dataset=dict(
+        type='ShanghaiTechDataset',
+        data_root=data_root,
+        split='train_data',
+        pipeline=train_pipeline))
 val_dataloader = dict(
-    dataset=dict(type='ShanghaiTechDataset', data_root=data_root,
-                 split='test_data'))
+    dataset=dict(
+        type='ShanghaiTechDataset', data_root=data_root, split='test_data'))
 test_dataloader = val_dataloader

@@ -1,4 +1,4 @@
-# CSRNet-BN + Bayesian loss on UCF-QNRF with weight rescaling (Liu et al. 2023,
+# CSRNet-BN + Bayesian loss on UCF-QNRF with weight rescaling (Liu et al. 2021,
 # Sec. 6.2 / Supp. B.5): after every optimizer step (tau = 1) each conv kernel
 # followed by BatchNorm (all but the output conv) is rescaled to unit norm per
 # output channel and gets no weight decay; the rest keeps Adam's 1e-4.

@@ -1,4 +1,4 @@
-# DeepLabv3 R-101 OS16 with weight rescaling (Liu et al. 2023, Sec. 6 /
+# DeepLabv3 R-101 OS16 with weight rescaling (Liu et al. 2021, Sec. 6 /
 # Supp. B.4): every 10 optimizer steps each conv kernel followed by a trained
 # BatchNorm (all convs but the two classifiers) is rescaled to unit norm per
 # output channel and gets no weight decay; BN and the rest keep 2e-4.

@@ -1,25 +1,17 @@
 # Faster R-CNN R-50-FPN with weight-standardised convs (mmcv ConvWS) and
-# GroupNorm in backbone, neck and box head (mmdet's gn-ws-all recipe, restated
-# here because 'mmdet::gn+ws/...' cannot be inherited), plain weight decay: the
-# baseline of Li et al. Table VIII (SGD lr 0.02, momentum 0.9, wd 1e-4, mmdet 1x).
-_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+# GroupNorm in backbone, neck and box head (mmdet's gn-ws-all recipe), plain
+# weight decay: the baseline of Li et al. Table VIII (SGD lr 0.02, momentum
+# 0.9, wd 1e-4, mmdet 1x).
+_base_ = [
+    'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/gn_ws_all.py'
+]
 
 custom_imports = dict(imports=['wrs_mm'], allow_failed_imports=False)
 
-conv_cfg = dict(type='ConvWS')
-norm_cfg = dict(type='GN', num_groups=32, requires_grad=True)
 model = dict(
-    backbone=dict(
-        conv_cfg=conv_cfg,
-        norm_cfg=norm_cfg,
-        init_cfg=dict(
-            type='Pretrained', checkpoint='open-mmlab://jhu/resnet50_gn_ws')),
-    neck=dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg),
-    roi_head=dict(
-        bbox_head=dict(
-            type='Shared4Conv1FCBBoxHead',
-            conv_out_channels=256,
-            conv_cfg=conv_cfg,
-            norm_cfg=norm_cfg)))
+    backbone=_base_.gn_ws_backbone,
+    neck=_base_.gn_ws_neck,
+    roi_head=dict(bbox_head=_base_.gn_ws_bbox_head))
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4))

@@ -1,5 +1,5 @@
 # YOLOv3 Darknet-53 on COCO with plain weight decay: the WD twin of the WRS
-# config (Liu et al. 2023, Supp. B.3): SGD momentum, lr 0.01 with a cosine
+# config (Liu et al. 2021, Supp. B.3): SGD momentum, lr 0.01 with a cosine
 # schedule, batch 8 in total, multi-scale input 320-640, 100 epochs, weight
 # decay 5e-4, BatchNorm trained throughout (mmdet's Darknet freezes BN
 # statistics by default: norm_eval=True).
@@ -13,8 +13,10 @@ train_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Expand', mean=[0, 0, 0], to_rgb=True, ratio_range=(1, 2)),
-    dict(type='MinIoURandomCrop', min_ious=(0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-         min_crop_size=0.3),
+    dict(
+        type='MinIoURandomCrop',
+        min_ious=(0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+        min_crop_size=0.3),
     dict(type='RandomResize', scale=[(320, 320), (640, 640)], keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
@@ -24,9 +26,10 @@ test_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(type='Resize', scale=(640, 640), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor'))
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
 ]
 train_dataloader = dict(batch_size=8, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
@@ -40,8 +43,13 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2000),
-    dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, begin=0,
-         end=max_epochs, eta_min=0.)
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        eta_min=0.)
 ]
 # mAP@0.5 is what the paper reports (bbox_mAP_50 in the log)
 default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=3))

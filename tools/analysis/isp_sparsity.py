@@ -1,4 +1,4 @@
-"""Input-space-projection sparsity of conv kernels (Liu et al. 2023, Sec. 4.2,
+"""Input-space-projection sparsity of conv kernels (Liu et al. 2021, Sec. 4.2,
 Fig. 5-6).
 
     python tools/analysis/isp_sparsity.py CONFIG CHECKPOINT --layers NAME ...
@@ -21,35 +21,31 @@ import os.path as osp
 import sys
 
 import matplotlib
+import torch
+from mmengine.config import DictAction
+
+from wrs_mm.apis import (allow_full_checkpoint_load, build_from_config,
+                         load_config)
+from wrs_mm.core.isp import PatchCovariance, fit_ggd_beta, project_kernels
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
-from mmengine.config import DictAction  # noqa: E402
-
-from wrs_mm.core.isp import (PatchCovariance, fit_ggd_beta,  # noqa: E402
-                             project_kernels)
-from wrs_mm.engine.from_config import build_from_config  # noqa: E402
-from wrs_mm.engine.launch import (allow_full_checkpoint_load,  # noqa: E402
-                                  load_config)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('config')
     ap.add_argument('checkpoint')
-    ap.add_argument('--layers', nargs='+', required=True,
-                    help='conv module names')
+    ap.add_argument(
+        '--layers', nargs='+', required=True, help='conv module names')
     ap.add_argument('--batches', type=int, default=8)
     ap.add_argument('--out-dir', default='isp')
     ap.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = ap.parse_args(argv)
     allow_full_checkpoint_load()
     cfg = load_config(args.config, args.cfg_options)
-    model, batches, loss = build_from_config(cfg, args.checkpoint)
+    model, batches, loss = build_from_config(
+        cfg, args.checkpoint, pretrained=False)  # the checkpoint's weights
     modules = dict(model.named_modules())
     covs, handles = {}, []
     for name in args.layers:
@@ -59,8 +55,9 @@ def main(argv=None) -> int:
                              'model (see tools/analysis/analyze_invariance.py '
                              'for the names)')
         covs[name] = PatchCovariance(conv)
-        handles.append(conv.register_forward_hook(
-            lambda m, inp, out, c=covs[name]: c.update(inp[0])))
+        handles.append(
+            conv.register_forward_hook(
+                lambda m, inp, out, c=covs[name]: c.update(inp[0])))
     with torch.no_grad():
         for _ in range(args.batches):
             loss(next(batches))
@@ -69,29 +66,47 @@ def main(argv=None) -> int:
 
     os.makedirs(args.out_dir, exist_ok=True)
     rows = []
-    fig, axes = plt.subplots(1, len(covs), figsize=(4 * len(covs), 3.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(covs), figsize=(4 * len(covs), 3.2), squeeze=False)
     for ax, (name, cov) in zip(axes[0], covs.items()):
         vals, vecs = cov.eig()
         proj = project_kernels(cov.conv.weight, vecs)
         raw = cov.conv.weight.detach().double().flatten()
         span = int((vals > vals[0] * 1e-6).sum())
-        rows.append(dict(layer=name, dim=cov.dim, patches=cov.count,
-                         input_span_dim=span,
-                         beta_projected=fit_ggd_beta(proj),
-                         beta_raw=fit_ggd_beta(raw)))
+        rows.append(
+            dict(
+                layer=name,
+                dim=cov.dim,
+                patches=cov.count,
+                input_span_dim=span,
+                beta_projected=fit_ggd_beta(proj),
+                beta_raw=fit_ggd_beta(raw)))
         for data, label in ((raw, 'raw'), (proj.flatten(), 'projected')):
             x = (data / data.std()).cpu().numpy()
-            ax.hist(x, bins=200, range=(-6, 6), density=True, histtype='step',
-                    log=True, label=label)
-        ax.set_title(f"{name}\nbeta proj {rows[-1]['beta_projected']:.2f}, "
-                     f"raw {rows[-1]['beta_raw']:.2f}", fontsize=8)
+            ax.hist(
+                x,
+                bins=200,
+                range=(-6, 6),
+                density=True,
+                histtype='step',
+                log=True,
+                label=label)
+        ax.set_title(
+            f"{name}\nbeta proj {rows[-1]['beta_projected']:.2f}, "
+            f"raw {rows[-1]['beta_raw']:.2f}",
+            fontsize=8)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(osp.join(args.out_dir, 'isp_sparsity.png'), dpi=110)
     with open(osp.join(args.out_dir, 'isp_sparsity.json'), 'w') as f:
-        json.dump(dict(config=args.config, checkpoint=args.checkpoint,
-                       batches=args.batches, layers=rows), f, indent=1)
+        json.dump(
+            dict(
+                config=args.config,
+                checkpoint=args.checkpoint,
+                batches=args.batches,
+                layers=rows),
+            f,
+            indent=1)
     print(f"{'layer':<40} {'d':>6} {'span':>6} {'patches':>9} "
           f"{'beta proj':>9} {'beta raw':>9}")
     for r in rows:

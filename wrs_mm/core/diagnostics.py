@@ -1,13 +1,14 @@
 """Per-layer weight-norm diagnostics of scale-invariant training.
 
-For a weight ``W`` viewed as rows ``w_j`` (output channels) with gradient ``g_j``
-and learning rate ``eta``, one optimizer step is summarised by
+For a weight ``W`` viewed as rows ``w_j`` (output channels) with gradient
+``g_j`` and learning rate ``eta``, one optimizer step is summarised by
 
-* ``||w_j||`` (min / mean / max over channels): 000 Fig. 2, 3;
-* ``cos(w_j, g_j)``: 0 for scale-invariant weights (000 Thm 3.1);
-* the effective learning rate ``eta / ||w_j||^2`` (001 Sec. 3.2);
+* ``||w_j||`` (min / mean / max over channels): Liu et al. 2021 Fig. 2, 3;
+* ``cos(w_j, g_j)``: 0 for scale-invariant weights (Liu et al. 2021 Thm 3.1);
+* the effective learning rate ``eta / ||w_j||^2`` (Li et al. Sec. 3.2);
 * the norm change ``||w_j(t+1)||^2 - ||w_j(t)||^2`` against
-  ``eta^2 ||g_j||^2``, equal under plain SGD without weight decay (000 Cor 3.3).
+  ``eta^2 ||g_j||^2``, equal under plain SGD without weight decay (Liu et al.
+  2021 Cor 3.3).
 
 :class:`StepProbe` measures these around one optimizer step with one host
 synchronisation.
@@ -38,8 +39,8 @@ class StepProbe:
                 continue
             w, g = _rows(p), _rows(p.grad)
             # reductions without full-size temporaries
-            self._pre.append((name, p, lr,
-                              torch.linalg.vector_norm(w, dim=1)**2,
+            self._pre.append((name, p, lr, torch.linalg.vector_norm(w,
+                                                                    dim=1)**2,
                               torch.linalg.vector_norm(g, dim=1)**2,
                               torch.einsum('ij,ij->i', w, g)))
 
@@ -50,12 +51,15 @@ class StepProbe:
             w2_after = torch.linalg.vector_norm(_rows(p), dim=1)**2
             cos = wg / (w2.sqrt() * g2.sqrt()).clamp_min(1e-30)
             norm = w2.sqrt()
-            rows.append(torch.stack([
-                norm.min(), norm.mean(), norm.max(),
-                cos.abs().mean(), cos.abs().max(),
-                (lr / w2.clamp_min(1e-30)).mean(),
-                (w2_after - w2).sum(), lr**2 * g2.sum()
-            ]))
+            rows.append(
+                torch.stack([
+                    norm.min(),
+                    norm.mean(),
+                    norm.max(),
+                    cos.abs().mean(),
+                    cos.abs().max(), (lr / w2.clamp_min(1e-30)).mean(),
+                    (w2_after - w2).sum(), lr**2 * g2.sum()
+                ]))
         if not rows:
             return {}
         values = torch.stack(rows).cpu().tolist()  # the one host sync

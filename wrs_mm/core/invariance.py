@@ -1,13 +1,13 @@
 """Which weights is the training loss invariant to rescaling, and how?
 
-Liu et al. (Sec. 3) and Li et al. (Sec. 3): a weight vector feeding a
+Liu et al. 2021 (Sec. 3) and Li et al. (Sec. 3): a weight vector feeding a
 normalisation that uses batch statistics can be rescaled without changing the
 network function. This module finds such weights by following the data of one
 real training forward, not module names:
 
-* every Conv / Linear call is recorded with the autograd node of its output, and
-  every normalisation call with its output node and whether it normalises with
-  batch statistics;
+* every Conv / Linear call is recorded with the autograd node of its output,
+  and every normalisation call with its output node and whether it normalises
+  with batch statistics;
 * the autograd graph of the loss is walked backwards to list, for each node,
   the nodes that consume it;
 * a weight is invariant when *every* consumer of *every* use of its layer's
@@ -15,9 +15,11 @@ real training forward, not module names:
   transparent): BatchNorm / SyncBatchNorm / InstanceNorm give per-channel
   invariance (a bias is allowed, the channel mean removes it), GroupNorm per
   group of channels, LayerNorm the whole tensor (both require no bias);
-* a layer that standardises its own weight (mmcv ``ConvWS2d``, ``ConvAWS2d``,
-  timm ``StdConv2d``) is recognised by a probe on its recorded input: its output
-  does not change when each output channel is scaled and shifted.
+* a layer that standardises its own weight is recognised by its class (mmcv
+  ``ConvWS2d``, ``ConvAWS2d``, timm ``StdConv2d``, ...); a layer with a
+  forward of its own by a probe on its recorded input: the weight's
+  contribution (bias removed) does not change when each output channel is
+  scaled and shifted. Plain torch layers never are.
 
 Frozen normalisation (``eval()`` / mmdet ``norm_eval=True``) uses running
 statistics and is *not* invariant. :func:`verify_invariance` checks the result
@@ -26,7 +28,7 @@ numerically on the loss itself.
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -35,6 +37,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 KINDS = ('channel', 'group', 'tensor', 'ws', 'none')
+#: the normalisations whose batch statistics make a weight invariant
+NORMS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 _PRODUCERS = (nn.modules.conv._ConvNd, nn.Linear)
 _PASS_THROUGH = ('ToCopyBackward0', )
 _UNUSED = 'output does not reach the loss (unused, or no autograd history)'
@@ -55,10 +59,28 @@ def granularity_of(rows: int, channels: int) -> str:
 class ParamInvariance:
     """The verdict on one parameter.
 
-    ``kind`` is one of ``channel`` (per output channel), ``group`` (per group of
-    channels, GroupNorm), ``tensor`` (whole tensor, LayerNorm), ``ws`` (per
+    ``kind`` is one of ``channel`` (per output channel), ``group`` (per group
+    of channels, GroupNorm), ``tensor`` (whole tensor, LayerNorm), ``ws`` (per
     channel scale *and* shift, weight standardisation) or ``none``. ``rows`` is
     the number of independent weight vectors (0 when not invariant).
+
+    Normalisations divide by ``sqrt(var + eps)`` (weight standardisation by
+    ``std + eps``), so an invariant weight is invariant only up to eps. At
+    the analysed forward's activations, over the weight's channels:
+
+    * ``eps_error``: ``max_j eps / (var_j + eps)`` (``eps / (std_j + eps)``
+      for weight standardisation), how much eps weighs against the batch
+      variance; a rescale by ``c`` moves the output by about
+      ``|c^2 - 1| / 2`` times it;
+    * ``rescale_change``: the relative output change a rescale of every row
+      to unit norm would cause now, ``max_j |sqrt((var_j + eps) / (var_j +
+      s_j^2 eps)) - 1|`` with ``s_j`` the row's norm
+      (``|(std_j + eps) / (std_j + s_j eps) - 1|`` for weight
+      standardisation).
+
+    Both are None where they cannot be computed (not invariant, or an eps the
+    layer does not expose). ``norms`` names the normalisation modules the
+    weight's output goes through.
     """
     name: str
     shape: tuple
@@ -66,6 +88,9 @@ class ParamInvariance:
     rows: int
     reason: str
     in_graph: bool = True  # whether the weight influences the loss at all
+    eps_error: Optional[float] = None
+    rescale_change: Optional[float] = None
+    norms: tuple = ()
 
     @property
     def invariant(self) -> bool:
@@ -76,30 +101,53 @@ class ParamInvariance:
         return granularity_of(self.rows, self.shape[0]) if self.invariant \
             else None
 
+    def to_json(self) -> dict:
+        return dict(
+            asdict(self),
+            shape=list(self.shape),
+            norms=list(self.norms),
+            granularity=self.granularity)
+
+
+def fmt_error(value: Optional[float]) -> str:
+    """An eps error or rescale change for a table: ``1.2e-03`` or ``-``."""
+    return '-' if value is None else f'{value:.1e}'
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns; the last column is not padded."""
+    rows = [tuple(header)] + [tuple(r) for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    return '\n'.join('  '.join(c.ljust(w)
+                               for c, w in zip(r, widths)) + '  ' + r[-1]
+                     for r in rows)
+
 
 class InvarianceReport(dict):
-    """``{param name: ParamInvariance}`` in ``model.named_parameters()`` order."""
+    """``{param name: ParamInvariance}`` in ``model.named_parameters()``
+    order."""
 
     def invariant(self) -> List[ParamInvariance]:
         return [v for v in self.values() if v.invariant]
 
     def candidates(self) -> List[ParamInvariance]:
         """Trainable weights of 2 or more dims (what WRS could act on)."""
-        return [v for v in self.values() if len(v.shape) >= 2
-                and not v.reason.startswith('frozen')]
+        return [
+            v for v in self.values()
+            if len(v.shape) >= 2 and not v.reason.startswith('frozen')
+        ]
 
     def to_json(self) -> List[dict]:
-        return [dict(asdict(v), granularity=v.granularity)
-                for v in self.values()]
+        return [v.to_json() for v in self.values()]
 
     def table(self, params: Optional[List[ParamInvariance]] = None) -> str:
-        rows = [('parameter', 'shape', 'class', 'granularity', 'reason')]
-        for v in params if params is not None else self.values():
-            rows.append((v.name, 'x'.join(map(str, v.shape)), v.kind,
-                         v.granularity or '-', v.reason))
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        return '\n'.join('  '.join(c.ljust(w) for c, w in zip(r, widths)) +
-                         '  ' + r[4] for r in rows)
+        return format_table(
+            ('parameter', 'shape', 'class', 'granularity', 'eps err',
+             'rescale chg', 'reason'),
+            [(v.name, 'x'.join(map(str, v.shape)), v.kind, v.granularity
+              or '-', fmt_error(v.eps_error), fmt_error(
+                  v.rescale_change), v.reason)
+             for v in (params if params is not None else self.values())])
 
 
 @dataclass
@@ -109,6 +157,31 @@ class _NormCall:
     batch_stats: bool
     rows: Callable[[int], int]  # output channels -> invariant rows
     needs_no_bias: bool
+    eps: Optional[float] = None
+    var: Optional[torch.Tensor] = None  # per channel (or 1), what it divides
+
+
+@torch.no_grad()
+def _batch_variance(m: nn.Module, x: torch.Tensor) -> Optional[torch.Tensor]:
+    """The variance the normalisation ``m`` divides by, per channel of its
+    input ``x`` (the smallest over samples for per-sample norms; one value
+    for LayerNorm)."""
+    x = x.detach().float()
+    if isinstance(m, _BatchNorm):
+        return x.transpose(0, 1).reshape(x.shape[1], -1).var(1, False)
+    if x.dim() < 2:
+        return None
+    n, c = x.shape[:2]
+    if isinstance(m, _InstanceNorm):
+        return x.reshape(n, c, -1).var(-1, False).min(0)[0]
+    if isinstance(m, nn.GroupNorm):
+        g = m.num_groups
+        return x.reshape(n, g, -1).var(-1, False).min(0)[0] \
+            .repeat_interleave(c // g)
+    if isinstance(m, nn.LayerNorm):
+        k = math.prod(m.normalized_shape)
+        return x.reshape(-1, k).var(-1, False).min().reshape(1)
+    return None
 
 
 class InvarianceRecorder:
@@ -145,21 +218,27 @@ class InvarianceRecorder:
         elif node is not None:
             call = _norm_call(module, self.names[module])
             if call is not None:
+                x = inputs[0] if inputs and isinstance(inputs[0],
+                                                       torch.Tensor) else None
+                call.eps = getattr(module, 'eps', None)
+                if call.batch_stats and x is not None:
+                    call.var = _batch_variance(module, x)
                 self.norm_calls[node] = call
 
 
 def _norm_call(m: nn.Module, name: str) -> Optional[_NormCall]:
     cls = type(m).__name__
     if isinstance(m, _BatchNorm):
-        stats = m.training or not m.track_running_stats or m.running_mean is None
+        stats = (
+            m.training or not m.track_running_stats or m.running_mean is None)
         return _NormCall(name, cls, stats, lambda c: c, False)
     if isinstance(m, _InstanceNorm):
         stats = m.training or not m.track_running_stats
         return _NormCall(name, cls, stats, lambda c: c, False)
     if isinstance(m, nn.GroupNorm):
         g = m.num_groups
-        return _NormCall(name, f'{cls}({g} groups)', True,
-                         lambda c: g if c % g == 0 else 1, True)
+        return _NormCall(name, f'{cls}({g} groups)', True, lambda c: g
+                         if c % g == 0 else 1, True)
     if isinstance(m, nn.LayerNorm):
         return _NormCall(name, cls, True, lambda c: 1, True)
     return None
@@ -191,27 +270,86 @@ def _effective(node, consumers) -> list:
     return out
 
 
+#: layers known to standardise their weight per output channel in forward
+WS_CLASSES = ('ConvWS2d', 'ConvAWS2d', 'StdConv2d', 'StdConv2dSame',
+              'ScaledStdConv2d', 'ScaledStdConv2dSame')
+#: torch's own forwards: they use ``self.weight`` as it is
+_PLAIN_FORWARDS = {
+    cls: (cls.forward, getattr(cls, '_conv_forward', None))
+    for cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+}
+
+
 @torch.no_grad()
-def _standardises_weight(module: nn.Module, x: torch.Tensor) -> bool:
-    """Probe: is ``module(x)`` unchanged when each output channel of its weight
-    is scaled by a factor in [0.5, 2] and shifted by a constant?"""
+def _standardises_weight(module: nn.Module,
+                         x: Optional[torch.Tensor]) -> Optional[str]:
+    """Why ``module`` is invariant to a per-channel scale and shift of its
+    weight (weight standardisation), or None when it is not.
+
+    Structural first: a known WS class (:data:`WS_CLASSES`, by name, so that
+    neither mmcv nor timm is imported) is; a layer running torch's own
+    ``forward`` (plain ``Conv2d`` / ``Linear``) is not. Any other forward is
+    probed on the weight's contribution alone: with the bias removed, in
+    float64, on the recorded input, the output must not change (1e-3 of its
+    norm) when each output channel of the weight is scaled by a factor in
+    [0.5, 2] and shifted. Without a bias and linear in the input, the test
+    does not depend on the size of the input or of the bias; a zero
+    contribution tells nothing and counts as not invariant.
+    """
     w = module.weight
-    if w.dim() < 3 or x is None:
-        return False
+    if w.dim() < 3:
+        return None
+    names = [c.__name__ for c in type(module).__mro__]
+    known = next((n for n in names if n in WS_CLASSES), None)
+    if known is not None:
+        return (f'{type(module).__name__} ({known}) standardises its weight: '
+                'invariant to per-channel scale and shift')
+    base = next((c for c in type(module).__mro__ if c in _PLAIN_FORWARDS),
+                None)
+    if base is not None and (type(module).forward,
+                             getattr(type(module), '_conv_forward',
+                                     None)) == _PLAIN_FORWARDS[base]:
+        return None  # a plain layer: its weight is used as it is
+    if x is None:
+        return None
     gen = torch.Generator().manual_seed(0)
     shape = (w.shape[0], ) + (1, ) * (w.dim() - 1)
-    scale = torch.empty(shape).uniform_(0.5, 2, generator=gen).to(w)
-    shift = torch.empty(shape).uniform_(-1, 1, generator=gen).to(w)
-    # functional_call: the parameter itself (and its autograd version) is
-    # left untouched, so this is safe inside a real training step
-    y0 = module(x)
-    y1 = functional_call(module, {'weight': w * scale + shift * w.std()},
-                         (x, ))
-    return bool((y1 - y0).norm() <= 1e-2 * y0.norm())
+    w64 = w.detach().double()
+    scale = torch.empty(
+        shape, dtype=torch.float64).uniform_(
+            0.5, 2, generator=gen).to(w.device)
+    shift = torch.empty(
+        shape, dtype=torch.float64).uniform_(
+            -1, 1, generator=gen).to(w.device)
+    params = {n: p.detach().double() for n, p in module.named_parameters()}
+    buffers = {
+        n: b.detach().double() if b.is_floating_point() else b
+        for n, b in module.named_buffers()
+    }
+    if params.get('bias') is not None:
+        params['bias'] = torch.zeros_like(params['bias'])
+    state = dict(params, **buffers)
+    xs = x.detach().double()
+    try:
+        # functional_call: the module's own tensors are left untouched, so
+        # this is safe inside a real training step
+        y0 = functional_call(module, state, (xs, ))
+        state['weight'] = w64 * scale + shift * w64.std()
+        y1 = functional_call(module, state, (xs, ))
+    except (RuntimeError, TypeError):  # e.g. a forward that needs its dtype
+        return None
+    ref = y0.norm()
+    if not torch.isfinite(ref) or ref == 0:
+        return None
+    if (y1 - y0).norm() <= 1e-3 * ref:
+        return (f'{type(module).__name__} standardises its weight (probe on '
+                'the weight\'s contribution): invariant to per-channel scale '
+                'and shift')
+    return None
 
 
-def classify(model: nn.Module, loss_roots, rec: InvarianceRecorder
-             ) -> InvarianceReport:
+def classify(model: nn.Module, loss_roots,
+             rec: InvarianceRecorder) -> InvarianceReport:
     """Classify every parameter of ``model`` from a recorded forward whose
     output tensors (losses) are ``loss_roots``."""
     consumers = _consumers([t.grad_fn for t in loss_roots])
@@ -231,8 +369,12 @@ def classify(model: nn.Module, loss_roots, rec: InvarianceRecorder
             v = ('none', 0, '1-D parameter (bias, norm affine or scale)')
         else:
             v = verdicts.get(id(p), ('none', 0, _NOT_A_LAYER))
-        report[name] = ParamInvariance(name, shape, *v,
-                                       in_graph=v[2] not in _NOT_USED)
+        report[name] = ParamInvariance(
+            name,
+            shape,
+            *v[:3],
+            in_graph=v[2] not in _NOT_USED,
+            **(v[3] if len(v) > 3 else {}))
     return report
 
 
@@ -243,12 +385,11 @@ def _classify_layer(module, name, calls, consumers, rec) -> tuple:
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
         return ('none', 0, f'{type(module).__name__}: output channels are not '
                 'dim 0 of the weight')
-    if _standardises_weight(module, used[0][1]):
-        return ('ws', module.weight.shape[0],
-                f'{type(module).__name__} standardises its weight: invariant '
-                'to per-channel scale and shift')
+    ws = _standardises_weight(module, used[0][1])
+    if ws is not None:
+        return ('ws', module.weight.shape[0], ws, _ws_eps_errors(module))
     channels = module.weight.shape[0]
-    rows, norms = channels, []
+    rows, norms, calls_seen = channels, [], []
     for node, _ in used:
         for c in _effective(node, consumers):
             call = rec.norm_calls.get(c)
@@ -256,17 +397,62 @@ def _classify_layer(module, name, calls, consumers, rec) -> tuple:
                 return ('none', 0, f'output consumed by {type(c).__name__}, '
                         'not only by a normalisation')
             if not call.batch_stats:
-                return ('none', 0, f"followed by {call.cls} '{call.module}' in "
+                return ('none', 0,
+                        f"followed by {call.cls} '{call.module}' in "
                         'eval mode (frozen running statistics, e.g. '
                         'norm_eval=True)')
-            if call.needs_no_bias and getattr(module, 'bias', None) is not None:
+            if call.needs_no_bias and getattr(module, 'bias',
+                                              None) is not None:
                 return ('none', 0, f"bias added before {call.cls} "
                         f"'{call.module}' breaks the invariance")
             rows = math.gcd(rows, call.rows(channels))
             norms.append(f"{call.cls} '{call.module}'")
-    kind = 'channel' if rows == channels else 'tensor' if rows == 1 else 'group'
-    return (kind, rows, 'output normalised only by ' +
-            ', '.join(sorted(set(norms))))
+            calls_seen.append(call)
+    return (granularity_of(rows, channels), rows,
+            'output normalised only by ' + ', '.join(sorted(set(norms))),
+            _norm_eps_errors(module.weight, rows, calls_seen))
+
+
+def _row_norms(w: torch.Tensor, rows: int) -> torch.Tensor:
+    """Each channel's row norm (a group's norm repeated over its channels)."""
+    n = w.detach().float().reshape(rows, -1).norm(dim=1)
+    return n.repeat_interleave(w.shape[0] // rows)
+
+
+@torch.no_grad()
+def _norm_eps_errors(w: torch.Tensor, rows: int, calls: list) -> dict:
+    """``eps_error`` / ``rescale_change`` (see :class:`ParamInvariance`) of a
+    weight followed by the normalisations ``calls``."""
+    out = dict(norms=tuple(sorted({c.module for c in calls})))
+    eps_err, change = [], []
+    for call in calls:
+        var = call.var
+        if call.eps is None or var is None or var.numel() not in (1,
+                                                                  w.shape[0]):
+            return out
+        s2 = _row_norms(w, rows).to(var.device)**2
+        eps_err.append((call.eps / (var + call.eps)).max())
+        change.append(((var + call.eps) /
+                       (var + s2 * call.eps)).sqrt().sub(1).abs().max())
+    if eps_err:
+        out.update(
+            eps_error=float(torch.stack(eps_err).max()),
+            rescale_change=float(torch.stack(change).max()))
+    return out
+
+
+@torch.no_grad()
+def _ws_eps_errors(module: nn.Module) -> dict:
+    """The same for a weight-standardised layer that exposes its ``eps``
+    (``(w - mean) / (std + eps)``, unbiased std as mmcv ``ConvWS2d``)."""
+    eps = getattr(module, 'eps', None)
+    if not isinstance(eps, float):
+        return {}
+    w = module.weight.detach().float().flatten(1)
+    std, s = w.std(1), w.norm(dim=1)
+    return dict(
+        eps_error=float((eps / (std + eps)).max()),
+        rescale_change=float(((std + eps) / (std + s * eps) - 1).abs().max()))
 
 
 def _snapshot_buffers(model: nn.Module):

@@ -1,7 +1,7 @@
 """Input-space projection (ISP) of conv kernels and the generalized-Gaussian
 shape of their parameters.
 
-Liu et al. 2023, Sec. 4.2 / Fig. 5-6: SGD only moves a kernel inside the span
+Liu et al. 2021, Sec. 4.2 / Fig. 5-6: SGD only moves a kernel inside the span
 of its input patches, so, projected on the eigenvectors of the input-patch
 covariance, well-regularised kernels have few large components (a sparse,
 peaked distribution: small generalized-Gaussian shape beta), while noise left
@@ -47,8 +47,8 @@ class PatchCovariance:
             cols = F.unfold(sample.float(), c.kernel_size, c.dilation,
                             c.padding, c.stride)[0].T  # (L, d)
             if len(cols) > self.max_patches:
-                keep = torch.randperm(len(cols), generator=gen)[
-                    :self.max_patches]
+                keep = torch.randperm(
+                    len(cols), generator=gen)[:self.max_patches]
                 cols = cols[keep.to(cols.device)]
             self.sum += (cols.T.double() @ cols.double()).cpu()
             self.count += len(cols)
@@ -61,8 +61,8 @@ class PatchCovariance:
         return vals.flip(0), vecs.flip(1)
 
 
-def project_kernels(weight: torch.Tensor, eigvecs: torch.Tensor
-                    ) -> torch.Tensor:
+def project_kernels(weight: torch.Tensor,
+                    eigvecs: torch.Tensor) -> torch.Tensor:
     """``(out_channels, d)`` coordinates of each kernel in the eigenbasis."""
     return weight.detach().double().reshape(weight.shape[0], -1).cpu() @ \
         eigvecs

@@ -115,8 +115,12 @@ class RowTable:
 
 
 def _tl_dtype(dtype: torch.dtype):
-    return {torch.float32: tl.float32, torch.float16: tl.float16,
-            torch.bfloat16: tl.bfloat16, torch.float64: tl.float64}[dtype]
+    return {
+        torch.float32: tl.float32,
+        torch.float16: tl.float16,
+        torch.bfloat16: tl.bfloat16,
+        torch.float64: tl.float64
+    }[dtype]
 
 
 if triton is not None:
@@ -172,8 +176,8 @@ if triton is not None:
             i = 0
             while i < n:
                 m = i + offs < n
-                acc += tl.load(base + i + offs, mask=m,
-                               other=0.).to(tl.float32)
+                acc += tl.load(
+                    base + i + offs, mask=m, other=0.).to(tl.float32)
                 i += BLOCK
             mu = tl.sum(acc, axis=0) / n
             acc = tl.zeros([BLOCK], dtype=tl.float32)
@@ -214,11 +218,17 @@ if triton is not None:
 
 def rescale_rows(table: RowTable, apply: bool = True) -> torch.Tensor:
     """Row norms (fp32, on the device) and, if ``apply``, the rescale."""
-    norms = torch.empty(table.rows, dtype=torch.float32,
-                        device=table.params[0].device)
+    norms = torch.empty(
+        table.rows, dtype=torch.float32, device=table.params[0].device)
     _rescale_rows[(table.rows, )](
-        table.param_addresses(), table.pidx, table.start, table.length, norms,
-        DTYPE=_tl_dtype(table.params[0].dtype), APPLY=apply, BLOCK=BLOCK)
+        table.param_addresses(),
+        table.pidx,
+        table.start,
+        table.length,
+        norms,
+        DTYPE=_tl_dtype(table.params[0].dtype),
+        APPLY=apply,
+        BLOCK=BLOCK)
     return norms
 
 
@@ -232,7 +242,15 @@ def shifted_l2_rows(table: RowTable, coef: torch.Tensor, eps: float,
     if gaddr is None:
         return False
     _shifted_l2_rows[(table.rows, )](
-        table.param_addresses(), gaddr, coef, table.pidx, table.start,
-        table.length, float(eps), DTYPE=_tl_dtype(table.params[0].dtype),
-        STANDARDIZED=standardized, COUPLED=coupled, BLOCK=BLOCK)
+        table.param_addresses(),
+        gaddr,
+        coef,
+        table.pidx,
+        table.start,
+        table.length,
+        float(eps),
+        DTYPE=_tl_dtype(table.params[0].dtype),
+        STANDARDIZED=standardized,
+        COUPLED=coupled,
+        BLOCK=BLOCK)
     return True

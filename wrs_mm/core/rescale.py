@@ -1,14 +1,16 @@
-"""Weight rescaling (WRS): scale every scale-invariant weight vector to unit L2 norm.
+"""Weight rescaling (WRS): scale every scale-invariant weight vector to unit L2
+norm.
 
-Liu et al., "The Implicit Biases of Stochastic Gradient Descent on Deep Neural
-Networks with Batch Normalization", Sec. 5: every tau optimizer steps,
+Liu et al. 2021, "The Implicit Biases of Stochastic Gradient Descent on Deep
+Neural Networks with Batch Normalization", Sec. 5: every tau optimizer steps,
 
     w_j <- w_j / ||w_j||_2
 
-for each weight vector w_j the network output is invariant to (an output channel
-for BatchNorm / weight standardisation, a group of channels for GroupNorm, the
-whole tensor for LayerNorm). Norms are accumulated in fp32 for fp16 / bf16
-weights. Three implementations, chosen per (device, dtype) by ``backend``:
+for each weight vector w_j the network output is invariant to (an output
+channel for BatchNorm / weight standardisation, a group of channels for
+GroupNorm, the whole tensor for LayerNorm). Norms are accumulated in fp32 for
+fp16 / bf16 weights. Three implementations, chosen per (device, dtype) by
+``backend``:
 
 * ``'triton'``: one fused kernel launch for all weights (:mod:`.kernels`);
   the default on CUDA when Triton is installed;
@@ -35,14 +37,23 @@ BACKENDS = ('auto', 'triton', 'torch', 'loop')
 CHECKS = ('deferred', 'eager')
 
 
+def check_choice(value, accepted: tuple, key: str) -> None:
+    """Raise a ``ValueError`` naming ``key`` unless ``value`` is accepted."""
+    if value not in accepted:
+        raise ValueError(f'{key} must be one of {accepted}, got {value!r}')
+
+
+def check_backend(backend: str, key: str) -> None:
+    """:func:`check_choice` against :data:`BACKENDS`."""
+    check_choice(backend, BACKENDS, key)
+
+
 def choose_backend(backend: str, bucket: Bucket, owner: str) -> str:
     """The implementation for ``bucket`` (see the module doc)."""
-    if backend not in BACKENDS:
-        raise ValueError(f'{owner}: backend must be one of {BACKENDS}, got '
-                         f'{backend!r}')
+    check_backend(backend, f'{owner}.backend')
     device = bucket.entries[0].param.device
-    blocks = all(kernels.row_blocks_ok(e.param, e.rows)
-                 for e in bucket.entries)
+    blocks = all(
+        kernels.row_blocks_ok(e.param, e.rows) for e in bucket.entries)
     if backend == 'triton':
         if not kernels.available(device):
             raise ValueError(f'{owner}: backend="triton" needs Triton and a '
@@ -73,9 +84,10 @@ def _rows_view(p: torch.Tensor, rows: int) -> Optional[torch.Tensor]:
 
 
 def safe_reciprocal(norms: torch.Tensor) -> torch.Tensor:
-    """1 / norm where the norm is finite and non-zero, else 1."""
-    ok = (norms > 0) & torch.isfinite(norms)
-    return torch.where(ok, norms.reciprocal(), torch.ones_like(norms))
+    """1 / norm where the norm is finite and non-zero, else 1 (three small
+    kernels: 1/0 = inf, 1/inf = 0 and NaN are all mapped to 1)."""
+    r = norms.reciprocal().nan_to_num_(1., 1., 1.)
+    return r.masked_fill_(r == 0, 1.)
 
 
 class RescaleStats:
@@ -97,10 +109,11 @@ class RescaleStats:
             device = self._norms[0].device
             n = torch.cat([x.to(device) for x in self._norms])
             finite = torch.isfinite(n)
-            self._summary = torch.stack([
-                (~finite).sum().float(), (n == 0).sum().float(), n.mean(),
-                n.min(), n.max()
-            ]).tolist() + [n.numel()]
+            self._summary = torch.stack([(~finite).sum().float(),
+                                         (n == 0).sum().float(),
+                                         n.mean(),
+                                         n.min(),
+                                         n.max()]).tolist() + [n.numel()]
         if self._summary[0]:
             self._raise_non_finite()
         return self._summary
@@ -115,6 +128,14 @@ class RescaleStats:
                 raise FloatingPointError(
                     f'WRS: weight {name!r} has a non-finite norm (NaN/Inf); '
                     f'{done}. Check the loss and learning rate.')
+
+    def row_scales(self):
+        """Per bucket, its entries and ``s_j``: the factor each row is
+        divided by (its norm; 1 for rows left as they are), on the device,
+        one broadcastable tensor per parameter."""
+        for bucket, norms in zip(self._buckets, self._norms):
+            yield bucket.entries, bucket.row_views(
+                safe_reciprocal(norms).reciprocal_())
 
     norm_mean = property(lambda self: self._read()[2])
     norm_min = property(lambda self: self._read()[3])
@@ -136,15 +157,17 @@ class WeightRescaler:
             (synchronise every call and raise before modifying any weight).
     """
 
-    def __init__(self, entries: Sequence[RowEntry], backend: str = 'auto',
+    def __init__(self,
+                 entries: Sequence[RowEntry],
+                 backend: str = 'auto',
                  check_finite: str = 'deferred'):
-        if check_finite not in CHECKS:
-            raise ValueError(f'WeightRescaler: check_finite must be one of '
-                             f'{CHECKS}, got {check_finite!r}')
+        check_choice(check_finite, CHECKS, 'WeightRescaler.check_finite')
         self.pack = RowPack(entries)
         self.check_finite = check_finite
-        self.backends = [choose_backend(backend, b, 'WeightRescaler')
-                         for b in self.pack.buckets]
+        self.backends = [
+            choose_backend(backend, b, 'WeightRescaler')
+            for b in self.pack.buckets
+        ]
         self._tables = [
             kernels.RowTable(b.params, [e.rows for e in b.entries])
             if k == 'triton' else None
@@ -167,28 +190,32 @@ class WeightRescaler:
         return stats
 
     @staticmethod
-    def _run(bucket: Bucket, backend: str, table, apply: bool,
+    def _run(bucket: Bucket,
+             backend: str,
+             table,
+             apply: bool,
              norms: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Row norms of ``bucket`` (given, or measured) and, if ``apply``,
         the rescale."""
         if backend == 'triton':
             return kernels.rescale_rows(table, apply)
-        if backend == 'loop':
-            mats = [_rows_view(e.param, e.rows) for e in bucket.entries]
-            mats = [e.param.reshape(e.rows, -1) if m is None else m
-                    for m, e in zip(mats, bucket.entries)]
-            if norms is None:
-                norms = torch.cat([
-                    torch.linalg.vector_norm(m, dim=1, dtype=torch.float32)
-                    for m in mats])
-            if apply:
-                scales = safe_reciprocal(norms).split(
-                    [e.rows for e in bucket.entries])
-                for m, s, e in zip(mats, scales, bucket.entries):
-                    m.mul_(s[:, None])
-                    if m.data_ptr() != e.param.data_ptr():  # a copy
+        if backend == 'loop':  # norm then scale while the weight is hot
+            given = [None] * len(bucket.entries) if norms is None else \
+                norms.split([e.rows for e in bucket.entries])
+            out = []
+            for e, n in zip(bucket.entries, given):
+                m = _rows_view(e.param, e.rows)
+                copy = m is None
+                if copy:
+                    m = e.param.reshape(e.rows, -1)
+                if n is None:
+                    n = torch.linalg.vector_norm(m, dim=1, dtype=torch.float32)
+                if apply:
+                    m.mul_(safe_reciprocal(n)[:, None])
+                    if copy:
                         e.param.copy_(m.view(e.param.shape))
-            return norms
+                out.append(n)
+            return torch.cat(out) if norms is None else norms
         if norms is None:
             norms = torch.cat([
                 torch.linalg.vector_norm(m, dim=1, dtype=torch.float32)
@@ -199,3 +226,53 @@ class WeightRescaler:
             torch._foreach_mul_(bucket.params,
                                 bucket.row_views(safe_reciprocal(norms)))
         return norms
+
+
+#: optimizer-state buffers that follow a rescale, with the power of the row
+#: scale they are multiplied by (first moments 1, second moments 2)
+STATE_POWERS = {
+    'momentum_buffer': 1,  # SGD
+    'exp_avg': 1,  # Adam, AdamW, ...
+    'exp_avg_sq': 2,
+    'max_exp_avg_sq': 2,  # amsgrad
+}
+
+
+@torch.no_grad()
+def rescale_optimizer_state(optimizer: torch.optim.Optimizer,
+                            stats: RescaleStats) -> None:
+    """Carry a rescale over to the optimizer's per-parameter buffers.
+
+    ``w_j <- w_j / s_j`` multiplies the gradient of a scale-invariant weight
+    by ``s_j`` (``grad L(w / s) = s grad L(w)``). This multiplies SGD's
+    ``momentum_buffer`` and Adam's ``exp_avg`` by ``s_j`` and ``exp_avg_sq``
+    (``max_exp_avg_sq``) by ``s_j^2``, row by row, so that the buffers are
+    what the optimizer would hold had it seen the rescaled weight's gradients
+    all along. Effect on the next steps: SGD-momentum's momentum and new
+    gradients are in the same units again; Adam's update ``m / sqrt(v)``
+    keeps its absolute size (it is scale-free), i.e. its size relative to
+    the now unit-norm weight grows by ``s_j``. Without it (the paper's
+    choice), the old buffers mix with gradients ``s_j`` times larger until
+    they decay.
+
+    Raises ``ValueError`` naming the buffer, before changing any, when the
+    optimizer keeps a per-weight buffer of unknown meaning
+    (:data:`STATE_POWERS` lists the known ones).
+    """
+    work: List[tuple] = []
+    for entries, scales in stats.row_scales():
+        for e, scale in zip(entries, scales):
+            for key, buf in optimizer.state.get(e.param, {}).items():
+                if not torch.is_tensor(buf) or buf.shape != e.param.shape:
+                    continue  # 'step' and other scalars
+                power = STATE_POWERS.get(key)
+                if power is None:
+                    raise ValueError(
+                        f'rescale_optimizer_state: {type(optimizer).__name__} '
+                        f'keeps {key!r} for {e.name!r}, of unknown scaling; '
+                        f'known buffers: {sorted(STATE_POWERS)}')
+                work.append((buf, scale if power == 1 else scale * scale))
+    if work:
+        bufs, factors = zip(*work)
+        torch._foreach_mul_(
+            list(bufs), [f.to(b.dtype) for b, f in zip(bufs, factors)])

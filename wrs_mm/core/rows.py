@@ -1,12 +1,14 @@
-"""Weight tensors viewed as rows, packed into flat buffers for batched per-row math.
+"""Weight tensors viewed as rows, packed into flat buffers for batched per-row
+math.
 
-A parameter of shape ``(C, ...)`` split into ``rows`` weight vectors is the matrix
-``p.reshape(rows, -1)``: ``rows = C`` is one vector per output channel, ``rows = G``
-one per group of ``C / G`` consecutive channels (GroupNorm), ``rows = 1`` the whole
-tensor (LayerNorm). ``RowPack`` concatenates many such parameters into one flat
-buffer per (device, dtype, tag), ordered by row length, so that every run of rows
-with the same length is a single ``(R, L)`` matrix: per-row reductions cost one
-kernel per distinct row length instead of one per parameter.
+A parameter of shape ``(C, ...)`` split into ``rows`` weight vectors is the
+matrix ``p.reshape(rows, -1)``: ``rows = C`` is one vector per output channel,
+``rows = G`` one per group of ``C / G`` consecutive channels (GroupNorm),
+``rows = 1`` the whole tensor (LayerNorm). ``RowPack`` concatenates many such
+parameters into one flat buffer per (device, dtype, tag), ordered by row
+length, so that every run of rows with the same length is a single ``(R, L)``
+matrix: per-row reductions cost one kernel per distinct row length instead of
+one per parameter.
 """
 from dataclasses import dataclass, field
 from typing import Any, Hashable, List, Optional, Sequence, Tuple
@@ -83,12 +85,14 @@ class Bucket:
 
     def per_row(self, per_entry: Sequence[float]) -> torch.Tensor:
         """One value per entry, repeated over the entry's rows (fp32, CPU)."""
-        return torch.tensor(per_entry, dtype=torch.float32).repeat_interleave(
-            self._entry_rows)
+        return torch.tensor(
+            per_entry, dtype=torch.float32).repeat_interleave(self._entry_rows)
 
-    def row_views(self, per_row: torch.Tensor,
-                  entries: Optional[Sequence[RowEntry]] = None
-                  ) -> List[torch.Tensor]:
+    def row_views(
+            self,
+            per_row: torch.Tensor,
+            entries: Optional[Sequence[RowEntry]] = None
+    ) -> List[torch.Tensor]:
         """``per_row`` (one value per row of ``entries``, default all, in
         entry order) as one tensor per parameter that broadcasts against it
         (a group's value repeated over its channels)."""
@@ -107,8 +111,10 @@ class Bucket:
 
     def chunks(self, flat: torch.Tensor) -> List[torch.Tensor]:
         """``flat`` split back into tensors shaped like the parameters."""
-        return [c.view(e.param.shape)
-                for c, e in zip(flat.split(self.numels), self.entries)]
+        return [
+            c.view(e.param.shape)
+            for c, e in zip(flat.split(self.numels), self.entries)
+        ]
 
     def owner_of_row(self, row: int) -> RowEntry:
         for e, off in zip(reversed(self.entries), reversed(self.row_offsets)):

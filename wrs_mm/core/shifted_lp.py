@@ -1,24 +1,30 @@
-"""The eps-shifted Lp regularizer for scale-invariant / weight-standardised weights.
+"""The eps-shifted Lp regularizer for scale-invariant / weight-standardised
+weights.
 
-Li, Chen, Yang, "Understanding the Disharmony between Weight Normalization Family
-and Weight Decay: eps-shifted L2 Regularizer", Sec. 5. Per output channel j,
+Li, Chen, Yang, "Understanding the Disharmony between Weight Normalization
+Family and Weight Decay: eps-shifted L2 Regularizer", Sec. 5. Per output
+channel j,
 
     R(w_j) = lambda/2 * (||w_j||_p - eps)^2,
-    dR/dw_j = lambda * (||w_j||_p - eps) * sign(w_j) |w_j|^(p-1) / ||w_j||_p^(p-1)
+    dR/dw_j = lambda * (||w_j||_p - eps) * sign(w_j) |w_j|^(p-1)
+              / ||w_j||_p^(p-1)
 
 (for p = 2: ``lambda * (1 - eps/||w_j||) * w_j``). Its minimum is at
-``||w_j||_p = eps``, so unlike ``lambda/2 ||w||^2`` it never drives a weight to 0.
+``||w_j||_p = eps``, so unlike ``lambda/2 ||w||^2`` it never drives a weight to
+0.
 
-Weight-standardised convolutions (mmcv ``ConvWS2d``) ignore both the scale and the
-mean of ``w_j``; following the authors' code (implus/PytorchInsight ``LSGD``), with
-``n = len(w_j)``, ``mu = mean(w_j)``, ``c = w_j - mu`` and
-``s = ||c||_p / (n-1)^(1/p)`` (the unbiased std for p = 2, as ``ConvWS2d`` uses)
+Weight-standardised convolutions (mmcv ``ConvWS2d``) ignore both the scale and
+the mean of ``w_j``; following the authors' code (implus/PytorchInsight
+``LSGD``), with ``n = len(w_j)``, ``mu = mean(w_j)``, ``c = w_j - mu`` and
+``s = ||c||_p / (n-1)^(1/p)`` (the unbiased std for p = 2, as ``ConvWS2d``
+uses)
 
     R_ws(w_j) = lambda/2 * [(n-1) (s - eps)^2 + n mu^2],
     dR_ws/dw_j = lambda * [(n-1)^(1-1/p) (s - eps) P(g) + mu],
 
-where ``g = sign(c)|c|^(p-1)/||c||_p^(p-1)`` and ``P`` removes the mean; for p = 2
-this is ``lambda * [(1 - eps/s) c + mu]``. Rows of zero norm get zero shift term.
+where ``g = sign(c)|c|^(p-1)/||c||_p^(p-1)`` and ``P`` removes the mean; for
+p = 2 this is ``lambda * [(1 - eps/s) c + mu]``. Rows of zero norm get zero
+shift term.
 
 The step never synchronises with the host. Implementations, chosen per
 (device, dtype) by ``backend`` as for :class:`~wrs_mm.core.WeightRescaler`:
@@ -32,17 +38,28 @@ from typing import List, Optional, Sequence
 import torch
 
 from . import kernels
-from .rescale import choose_backend
+from .rescale import check_backend, choose_backend
 from .rows import RowEntry, RowPack
 
 MODES = ('coupled', 'decoupled')
 
 
-def _check(eps: float, p: float) -> None:
+def check_options(eps: float,
+                  p: float,
+                  mode: str = 'coupled',
+                  backend: str = 'auto',
+                  owner: str = 'ShiftedLpRegularizer') -> None:
+    """Raise a ``ValueError`` naming ``owner.<option>`` for a bad option."""
     if not eps >= 0:
-        raise ValueError(f'shifted regularizer: eps must be >= 0, got {eps}')
+        raise ValueError(f'{owner}.eps must be >= 0, got {eps}')
     if not p >= 1:
-        raise ValueError(f'shifted regularizer: p must be >= 1, got {p}')
+        raise ValueError(f'{owner}.p must be >= 1, got {p}')
+    if mode not in MODES:
+        raise ValueError(f'{owner}.mode must be one of {MODES}, got {mode!r}')
+    check_backend(backend, f'{owner}.backend')
+    if backend == 'triton' and p != 2:
+        raise ValueError(f'{owner}.backend="triton" supports p = 2 only, got '
+                         f'p = {p}')
 
 
 def _dnorm(x: torch.Tensor, norm: torch.Tensor, p: float) -> torch.Tensor:
@@ -55,23 +72,30 @@ def _dnorm(x: torch.Tensor, norm: torch.Tensor, p: float) -> torch.Tensor:
     return torch.sign(x) * (x.abs() / safe)**(p - 1)
 
 
-def shifted_lp_value(rows: torch.Tensor, eps: float, p: float = 2.,
+def shifted_lp_value(rows: torch.Tensor,
+                     eps: float,
+                     p: float = 2.,
                      standardized: bool = False) -> torch.Tensor:
-    """Per-row penalty ``R / lambda`` for an ``(R, L)`` matrix of weight vectors."""
-    _check(eps, p)
+    """Per-row penalty ``R / lambda`` for an ``(R, L)`` matrix of weight
+    vectors."""
+    check_options(eps, p)
     x = rows.float()
     if not standardized:
         return 0.5 * (torch.linalg.vector_norm(x, ord=p, dim=1) - eps)**2
     n = x.shape[1]
     mu = x.mean(1)
-    s = torch.linalg.vector_norm(x - mu[:, None], ord=p, dim=1) / (n - 1)**(1 / p)
+    s = torch.linalg.vector_norm(
+        x - mu[:, None], ord=p, dim=1) / (n - 1)**(1 / p)
     return 0.5 * ((n - 1) * (s - eps)**2 + n * mu**2)
 
 
-def shifted_lp_grad(rows: torch.Tensor, eps: float, p: float = 2.,
+def shifted_lp_grad(rows: torch.Tensor,
+                    eps: float,
+                    p: float = 2.,
                     standardized: bool = False) -> torch.Tensor:
-    """Gradient of :func:`shifted_lp_value` (fp32), row-wise, without autograd."""
-    _check(eps, p)
+    """Gradient of :func:`shifted_lp_value` (fp32), row-wise, without
+    autograd."""
+    check_options(eps, p)
     x = rows.float()
     if not standardized:
         norm = torch.linalg.vector_norm(x, ord=p, dim=1)
@@ -92,8 +116,9 @@ def shifted_lp_grad(rows: torch.Tensor, eps: float, p: float = 2.,
 def _affine_p2(rows: torch.Tensor, coef: torch.Tensor, eps: float,
                standardized: bool):
     """For p = 2, ``coef * dR/dw_j = a_j * w_j + b_j`` per row:
-    ``a = coef (1 - eps/||w||)``, ``b = 0`` (plain) or ``a = coef (1 - eps/s)``,
-    ``b = coef eps mu / s`` (weight-standardised, s = unbiased std). Zero rows
+    ``a = coef (1 - eps/||w||)``, ``b = 0`` (plain) or ``a = coef (1 -
+    eps/s)``, ``b = coef eps mu / s`` (weight-standardised, s = unbiased std).
+    Zero rows
     get ``a = 0`` (and ``b = coef mu``)."""
     x = rows.float()
     zero = torch.zeros_like(coef)
@@ -107,7 +132,8 @@ def _affine_p2(rows: torch.Tensor, coef: torch.Tensor, eps: float,
 
 @dataclass
 class ShiftedLpEntry:
-    """A weight to regularize, per output channel, with its coefficient lambda."""
+    """A weight to regularize, per output channel, with its coefficient
+    lambda."""
     name: str
     param: torch.Tensor
     weight_decay: float
@@ -129,8 +155,8 @@ class ShiftedLpRegularizer:
         entries: the weights and their lambda.
         eps: the shift (>= 0); the penalty's minimum is at ``||w_j||_p = eps``
             (or ``std(w_j) = eps`` for weight-standardised weights).
-        p: the norm order (>= 1); 2 is the paper's.
-        mode: ``'coupled'`` adds ``dR/dw`` to ``.grad`` before the optimizer step
+        p: the norm order (>= 1); 2 is the paper's. mode: ``'coupled'`` adds
+        ``dR/dw`` to ``.grad`` before the optimizer step
             (L2-style, as the paper does with SGD); ``'decoupled'`` shrinks the
             weights by ``lr * dR/dw`` before the step (AdamW-style).
         backend: ``'auto'``, ``'triton'`` (p = 2), ``'torch'`` or ``'loop'``
@@ -140,15 +166,13 @@ class ShiftedLpRegularizer:
     gradients), once per real optimizer update.
     """
 
-    def __init__(self, entries: Sequence[ShiftedLpEntry], eps: float,
-                 p: float = 2., mode: str = 'coupled', backend: str = 'auto'):
-        _check(eps, p)
-        if mode not in MODES:
-            raise ValueError(f'shifted regularizer: mode must be one of {MODES}, '
-                             f'got {mode!r}')
-        if backend == 'triton' and p != 2:
-            raise ValueError('shifted regularizer: backend="triton" supports '
-                             f'p = 2 only, got p = {p}')
+    def __init__(self,
+                 entries: Sequence[ShiftedLpEntry],
+                 eps: float,
+                 p: float = 2.,
+                 mode: str = 'coupled',
+                 backend: str = 'auto'):
+        check_options(eps, p, mode, backend)
         self.eps, self.p, self.mode = eps, p, mode
         self.pack = RowPack([
             RowEntry(e.name, e.param, e.param.shape[0], tag=e.standardized)
@@ -165,8 +189,8 @@ class ShiftedLpRegularizer:
             device = b.entries[0].param.device
             self.backends.append(k)
             if k == 'triton':
-                self._tables.append(kernels.RowTable(
-                    b.params, [e.rows for e in b.entries]))
+                self._tables.append(
+                    kernels.RowTable(b.params, [e.rows for e in b.entries]))
                 self._lam.append(_to_device(lams, device))  # per parameter
             else:
                 self._tables.append(None)
@@ -198,8 +222,9 @@ class ShiftedLpRegularizer:
                 c = [lr * lam for lr, lam in zip(lrs[first:first + n], lams)]
                 first += n
                 device = b.entries[0].param.device
-                self._coefs.append(_to_device(c, device) if k == 'triton' else
-                                   b.per_row(c).to(device))
+                self._coefs.append(
+                    _to_device(c, device) if k ==
+                    'triton' else b.per_row(c).to(device))
             self._lrs = lrs
         return self._coefs
 
@@ -208,8 +233,8 @@ class ShiftedLpRegularizer:
         """Apply one step. ``lrs``: the lr of each weight, in :attr:`names`
         order; required for ``'decoupled'``."""
         coefs = self._coefficients(lrs)
-        for i, (bucket, k, table, coef) in enumerate(zip(
-                self.pack.buckets, self.backends, self._tables, coefs)):
+        for i, (bucket, k, table, coef) in enumerate(
+                zip(self.pack.buckets, self.backends, self._tables, coefs)):
             standardized = bucket.entries[0].tag
             if k == 'triton':
                 if kernels.shifted_l2_rows(table, coef, self.eps, standardized,
@@ -232,14 +257,16 @@ class ShiftedLpRegularizer:
         if self.mode == 'coupled':
             return lams
         first = sum(len(b.entries) for b in self.pack.buckets[:i])
-        return [lr * lam for lr, lam in
-                zip(self._lrs[first:first + len(lams)], lams)]
+        return [
+            lr * lam
+            for lr, lam in zip(self._lrs[first:first + len(lams)], lams)
+        ]
 
     def _step_loop(self, bucket, coef, standardized) -> None:
         """Per parameter: a few small kernels each (cheap on CPU)."""
         coupled = self.mode == 'coupled'
-        for e, c in zip(bucket.entries, coef.split(
-                [e.rows for e in bucket.entries])):
+        for e, c in zip(bucket.entries,
+                        coef.split([e.rows for e in bucket.entries])):
             p = e.param
             if coupled and p.grad is None:
                 continue
@@ -262,8 +289,10 @@ class ShiftedLpRegularizer:
 
     def _step_p2(self, bucket, flat, coefs, standardized) -> None:
         """One broadcasting foreach pass over the weights (no delta buffer)."""
-        ab = [_affine_p2(m, c, self.eps, standardized)
-              for m, c in zip(bucket.matrices(flat), coefs)]
+        ab = [
+            _affine_p2(m, c, self.eps, standardized)
+            for m, c in zip(bucket.matrices(flat), coefs)
+        ]
         a = bucket.row_views(torch.cat([x for x, _ in ab]))
         b = bucket.row_views(torch.cat([y for _, y in ab])) \
             if standardized else None
@@ -284,10 +313,12 @@ class ShiftedLpRegularizer:
 
     def _step_general(self, bucket, flat, coefs, standardized) -> None:
         delta = bucket.scratch('delta', torch.float32)
-        for m, c, out in zip(bucket.matrices(flat), coefs,
-                             bucket.matrices(delta)):
-            torch.mul(shifted_lp_grad(m, self.eps, self.p, standardized),
-                      c[:, None], out=out)
+        for m, c, out in zip(
+                bucket.matrices(flat), coefs, bucket.matrices(delta)):
+            torch.mul(
+                shifted_lp_grad(m, self.eps, self.p, standardized),
+                c[:, None],
+                out=out)
         if self.mode == 'coupled':
             pairs = [(e.param.grad, d)
                      for e, d in zip(bucket.entries, bucket.chunks(delta))

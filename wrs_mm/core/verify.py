@@ -1,14 +1,33 @@
-"""Numerical check of an invariance report on the loss itself.
+"""Numerical check of an invariance report on the loss itself, with three
+outcomes per weight: ``invariant``, ``not invariant`` or ``cannot tell``.
 
-For every weight the report calls invariant, each weight vector (output channel,
-group or tensor) is multiplied by a random factor in [0.5, 2] (weight-standardised
-ones also get a per-channel constant added), all at once, and the loss must stay
-within ``rtol``. A sample of the weights called *not* invariant is perturbed one
-at a time, and the loss must change by more than that measured change
-(and more than 1e-6). The random state of every generator (CPU, every CUDA
-device, numpy, ``random``) is reset before every forward, so that stochastic
-parts of the loss (dropout, RoI sampling) draw the same numbers; weights,
-buffers and the random states are restored afterwards.
+A check means something only where the loss can see the weight, so every
+test is paired with the loss's own sensitivity to the same weights: the
+relative loss change when they are moved in a way that is *not* a rescale
+(additive noise of half their size).
+
+* The weights the report calls invariant: each weight vector (output channel,
+  group or tensor) is multiplied by a random factor in [0.5, 2]
+  (weight-standardised ones also get a per-channel constant added), all at
+  once. A loss change above ``rtol`` contradicts the report (a failure);
+  otherwise they are ``invariant`` if the noise moves the loss by more than
+  ``10 rtol``, else ``cannot tell`` (the loss barely depends on them here).
+* A sample of the weights called *not* invariant, one at a time: ``not
+  invariant`` when the rescale moves the loss beyond its resolution (ten
+  times the difference of two identical forwards, at least 1e-6); near a
+  stationary point a [0.5, 2] rescale can be invisible (a random weight is
+  almost orthogonal to its gradient: a classifier at init), so it is
+  repeated with factors in [0.1, 10]. When neither moves the loss:
+  ``cannot tell`` if the noise does not move it either (the loss ignores the
+  weight at this point: zero-initialised gammas, hard-negative mining, layer
+  scale 1e-6), and a contradiction (a failure) if the noise does: the loss
+  depends on the weight but not on its scale.
+
+Only contradictions fail; ``cannot tell`` is reported as a warning. The
+random state of every generator
+(CPU, every CUDA device, numpy, ``random``) is reset before every forward, so
+that stochastic parts of the loss (dropout, RoI sampling) draw the same
+numbers; weights, buffers and the random states are restored afterwards.
 
 On GPUs the forwards run with TF32 off (cuDNN convolutions and matmuls) and
 cuDNN in deterministic mode, restored afterwards: TF32 rounds inputs to 10
@@ -17,12 +36,13 @@ The loss is computed twice at the start; the difference is the forward's own
 noise, reported with the result and used to name the likely cause of a
 failure (a nondeterministic op, TF32 left on, or the normalisation eps).
 
-Normalisations divide by ``sqrt(var + eps)`` (weight standardisation by
-``std + eps``), which makes them invariant only up to ``eps / var``; with
+Normalisations divide by ``sqrt(var + eps)`` (weight standardisation by ``std +
+eps``), which makes them invariant only up to ``eps / var``; with
 ``exact=True`` (default) the ``eps`` of every normalisation layer and of every
-layer that standardises its weight is set to 1e-12 during the check, so that the
-structural claim is tested and not this (known, small) approximation.
+layer that standardises its weight is set to 1e-12 during the check, so that
+the structural claim is tested and not this (known, small) approximation.
 """
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List
@@ -30,16 +50,26 @@ from typing import Callable, Dict, List
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.instancenorm import _InstanceNorm
 
-from .invariance import InvarianceReport, _restore_buffers, _snapshot_buffers
+from .invariance import (NORMS, InvarianceReport, _restore_buffers,
+                         _snapshot_buffers)
+
+INVARIANT, NOT_INVARIANT, CANNOT_TELL = ('invariant', 'not invariant',
+                                         'cannot tell')
+CONTRADICTION = 'contradiction'  # a measurement refutes the report
 
 
 @dataclass
 class VerifyResult:
-    """``ok`` is true when the invariant set left the loss unchanged and every
-    sampled non-invariant weight changed it."""
+    """``ok`` unless a measurement contradicts the report (``failures``).
+
+    ``outcomes``: per checked weight, ``invariant`` / ``not invariant`` /
+    ``cannot tell`` (or ``contradiction``, with a failure); ``sensitivity``:
+    the relative loss change under the non-rescale perturbation (of the
+    whole invariant set for its weights);
+    ``refused_rel_change``: the change when a refused weight is rescaled;
+    ``warnings``: the ``cannot tell`` cases, in words.
+    """
     loss: float
     invariant_rel_change: float
     invariant_count: int
@@ -48,30 +78,55 @@ class VerifyResult:
     failures: List[str] = field(default_factory=list)
     noise_rel: float = 0.  # two identical forwards differ by this much
     precautions: List[str] = field(default_factory=list)  # what was done
+    outcomes: Dict[str, str] = field(default_factory=dict)
+    sensitivity: Dict[str, float] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
+    @property
+    def resolution(self) -> float:
+        """The smallest relative loss change taken as a change."""
+        return max(10 * self.noise_rel, 1e-6)
 
-def _rows_factor(p: torch.Tensor, rows: int, gen) -> torch.Tensor:
-    f = torch.empty(rows).uniform_(0.5, 2, generator=gen)
+    def counts(self) -> Dict[str, int]:
+        out = dict.fromkeys(
+            (INVARIANT, NOT_INVARIANT, CANNOT_TELL, CONTRADICTION), 0)
+        for v in self.outcomes.values():
+            out[v] += 1
+        return out
+
+
+def _rows_factor(p: torch.Tensor,
+                 rows: int,
+                 gen,
+                 wide: bool = False) -> torch.Tensor:
+    """A random factor per row: in [0.5, 2], or log-uniform in [0.1, 10]."""
+    if wide:
+        f = torch.empty(rows).uniform_(
+            -1, 1, generator=gen).exp_().pow_(math.log(10))
+    else:
+        f = torch.empty(rows).uniform_(0.5, 2, generator=gen)
     return f.repeat_interleave(p.numel() // rows).view(p.shape).to(p)
-
-
-_NORMS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 
 
 def _eps_modules(model: nn.Module, report: InvarianceReport) -> list:
     ws = {v.name.rsplit('.', 1)[0] for v in report.values() if v.kind == 'ws'}
-    return [m for n, m in model.named_modules()
-            if (isinstance(m, _NORMS) or n in ws)
-            and isinstance(getattr(m, 'eps', None), float)]
+    return [
+        m for n, m in model.named_modules()
+        if (isinstance(m, NORMS) or n in ws)
+        and isinstance(getattr(m, 'eps', None), float)
+    ]
 
 
-def verify_invariance(model: nn.Module, forward: Callable[[], torch.Tensor],
-                      report: InvarianceReport, rtol: float = 1e-4,
-                      num_refused: int = 8, seed: int = 0,
+def verify_invariance(model: nn.Module,
+                      forward: Callable[[], torch.Tensor],
+                      report: InvarianceReport,
+                      rtol: float = 1e-4,
+                      num_refused: int = 8,
+                      seed: int = 0,
                       exact: bool = True,
                       allow_tf32: bool = False) -> VerifyResult:
     """Check ``report`` numerically; see the module docstring.
@@ -83,10 +138,12 @@ def verify_invariance(model: nn.Module, forward: Callable[[], torch.Tensor],
         allow_tf32: keep TF32 / nondeterministic cuDNN as configured (by
             default both are switched off during the check).
     """
-    eps_saved = [(m, m.eps) for m in (_eps_modules(model, report)
-                                      if exact else ())]
-    precautions = [f'random state of cpu + {torch.cuda.device_count()} cuda '
-                   'device(s), numpy, random reset before every forward']
+    eps_saved = [(m, m.eps)
+                 for m in (_eps_modules(model, report) if exact else ())]
+    precautions = [
+        f'random state of cpu + {torch.cuda.device_count()} cuda '
+        'device(s), numpy, random reset before every forward'
+    ]
     if eps_saved:
         precautions.append(f'eps=1e-12 in {len(eps_saved)} layers')
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
@@ -103,8 +160,8 @@ def verify_invariance(model: nn.Module, forward: Callable[[], torch.Tensor],
             result = _verify(model, forward, report, rtol, num_refused, seed)
         result.precautions = precautions
         if result.invariant_rel_change > rtol:
-            result.failures.append(_likely_cause(result, exact, flags,
-                                                 allow_tf32))
+            result.failures.append(
+                _likely_cause(result, exact, flags, allow_tf32))
         return result
     finally:
         for m, eps in eps_saved:
@@ -130,8 +187,9 @@ def _likely_cause(result: VerifyResult, exact: bool, flags,
 
 
 def _rng_states() -> tuple:
-    cuda = [torch.cuda.get_rng_state(d)
-            for d in range(torch.cuda.device_count())]
+    cuda = [
+        torch.cuda.get_rng_state(d) for d in range(torch.cuda.device_count())
+    ]
     return (torch.get_rng_state(), cuda, np.random.get_state(),
             random.getstate())
 
@@ -142,6 +200,13 @@ def _set_rng_states(states) -> None:
         torch.cuda.set_rng_state(s, d)
     np.random.set_state(states[2])
     random.setstate(states[3])
+
+
+def _noise(p: torch.Tensor, gen) -> torch.Tensor:
+    """Additive noise of half the weight's size: a change that is not a
+    rescale."""
+    return 0.5 * p.detach().float().std() * torch.randn(
+        p.shape, generator=gen).to(p)
 
 
 def _verify(model, forward, report, rtol, num_refused, seed) -> VerifyResult:
@@ -156,40 +221,82 @@ def _verify(model, forward, report, rtol, num_refused, seed) -> VerifyResult:
     buffers = _snapshot_buffers(model)
     saved = {n: p.detach().clone() for n, p in params.items()}
     gen = torch.Generator().manual_seed(seed)
+
+    def change(perturb) -> float:
+        """Relative loss change with ``perturb()`` applied, then undone."""
+        with torch.no_grad():
+            names = perturb()
+        r = abs(loss() - base) / max(abs(base), 1e-12)
+        with torch.no_grad():
+            for n in names:
+                params[n].copy_(saved[n])
+        return r
+
+    def rescale(vs, wide=False):
+        for v in vs:
+            p = params[v.name]
+            p.mul_(_rows_factor(p, v.rows or p.shape[0], gen, wide))
+            if v.kind == 'ws':
+                p.add_(_rows_factor(p, p.shape[0], gen) * saved[v.name].std())
+        return [v.name for v in vs]
+
+    def noise(vs):
+        for v in vs:
+            params[v.name].add_(_noise(params[v.name], gen))
+        return [v.name for v in vs]
+
     try:
         base = loss()
-        noise = abs(loss() - base) / max(abs(base), 1e-12)
+        noise_rel = abs(loss() - base) / max(abs(base), 1e-12)
         inv = report.invariant()
-        with torch.no_grad():
+        rel = change(lambda: rescale(inv)) if inv else 0.
+        result = VerifyResult(
+            base, rel, len(inv), rtol=rtol, noise_rel=noise_rel)
+        if inv:
+            sens = change(lambda: noise(inv))
+            if rel > rtol:
+                outcome = CONTRADICTION
+                result.failures.append(
+                    f'loss changed by {rel:.2e} (> {rtol}) when the '
+                    f'{len(inv)} invariant weights were rescaled')
+            elif sens > 10 * rtol:
+                outcome = INVARIANT
+            else:
+                outcome = CANNOT_TELL
+                result.warnings.append(
+                    f'cannot tell for the {len(inv)} invariant weights: the '
+                    f'loss moves by only {sens:.2e} even when they are '
+                    f'perturbed by noise (rescaled: {rel:.2e})')
             for v in inv:
-                p = params[v.name]
-                p.mul_(_rows_factor(p, v.rows, gen))
-                if v.kind == 'ws':
-                    p.add_(_rows_factor(p, p.shape[0], gen) * saved[v.name].std())
-        rel = abs(loss() - base) / max(abs(base), 1e-12)
-        result = VerifyResult(base, rel, len(inv), rtol=rtol, noise_rel=noise)
-        if rel > rtol:
-            result.failures.append(
-                f'loss changed by {rel:.2e} (> {rtol}) when the '
-                f'{len(inv)} invariant weights were rescaled')
-        with torch.no_grad():
-            for v in inv:
-                params[v.name].copy_(saved[v.name])
-        refused = [v for v in report.candidates()
-                   if not v.invariant and v.in_graph]
+                result.outcomes[v.name] = outcome
+                result.sensitivity[v.name] = sens
+        refused = [
+            v for v in report.candidates() if not v.invariant and v.in_graph
+        ]
         step = max(1, len(refused) // max(num_refused, 1))
         for v in refused[::step][:num_refused]:
-            p = params[v.name]
-            with torch.no_grad():
-                p.mul_(_rows_factor(p, p.shape[0], gen))
-            r = abs(loss() - base) / max(abs(base), 1e-12)
-            with torch.no_grad():
-                p.copy_(saved[v.name])
+            r = change(lambda: rescale([v]))
             result.refused_rel_change[v.name] = r
-            if r <= max(rel, 1e-6):
+            if r <= result.resolution:  # near a stationary point: go wider
+                r = max(r, change(lambda: rescale([v], wide=True)))
+            if r > result.resolution:
+                result.outcomes[v.name] = NOT_INVARIANT
+                continue
+            sens = change(lambda: noise([v]))
+            result.sensitivity[v.name] = sens
+            if sens > max(10 * rtol, 10 * result.resolution):
+                result.outcomes[v.name] = CONTRADICTION
                 result.failures.append(
                     f'{v.name}: called not invariant ({v.reason}) but the '
-                    f'loss changed only by {r:.2e}')
+                    f'loss changed only by {r:.2e} when its rows were '
+                    'rescaled (by up to 10x), while noise on it moves the '
+                    f'loss by {sens:.2e}')
+            else:
+                result.outcomes[v.name] = CANNOT_TELL
+                result.warnings.append(
+                    f'cannot tell for {v.name}: the loss moves by {r:.2e} '
+                    f'when it is rescaled and by {sens:.2e} under noise (it '
+                    'barely depends on this weight here)')
         return result
     finally:
         with torch.no_grad():

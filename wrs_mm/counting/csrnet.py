@@ -3,15 +3,15 @@
 Li, Zhang, Chen, "CSRNet: Dilated Convolutional Neural Networks for
 Understanding the Highly Congested Scenes", CVPR 2018: the first 10 convs of
 VGG-16 (3 max-pools, output stride 8) and a back end of six 3x3 convs with
-dilation 2, then a 1x1 conv to one density channel. As in Liu et al. 2023
+dilation 2, then a 1x1 conv to one density channel. As in Liu et al. 2021
 (Sec. 6.2, Supp. B.5) every conv but the output one is followed by BatchNorm
 (``batch_norm=True``), so WRS can rescale all of them. The front end's modules
 are named as torchvision's ``vgg16_bn.features.0`` ... ``features.32``, so its
 ImageNet weights load with ``frontend_init_cfg=dict(type='Pretrained',
 checkpoint='torchvision://vgg16_bn')`` (the classifier and deeper features
 are reported as unused keys). The density is made non-negative with
-``abs`` as in the Bayesian-loss code, and trained with
-:func:`~wrs_mm.counting.bayesian_loss.bayesian_loss`.
+``abs`` as in the Bayesian-loss code, and trained with ``loss`` (default
+:class:`~wrs_mm.counting.bayesian_loss.BayesianLoss`).
 """
 from typing import List, Optional
 
@@ -20,8 +20,6 @@ from mmengine.model import BaseModel, BaseModule
 from mmengine.registry import MODELS
 from torch import nn
 from torch.nn import functional as F
-
-from .bayesian_loss import bayesian_loss
 
 FRONTEND = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M', 512, 512, 512)
 BACKEND = (512, 512, 512, 256, 128, 64)
@@ -33,8 +31,8 @@ def _convs(cfg, in_ch: int, dilation: int, batch_norm: bool) -> nn.Sequential:
         if v == 'M':
             layers.append(nn.MaxPool2d(2, 2))
             continue
-        layers.append(nn.Conv2d(in_ch, v, 3, padding=dilation,
-                                dilation=dilation))
+        layers.append(
+            nn.Conv2d(in_ch, v, 3, padding=dilation, dilation=dilation))
         if batch_norm:
             layers.append(nn.BatchNorm2d(v))
         layers.append(nn.ReLU(inplace=True))
@@ -59,9 +57,9 @@ class CSRNet(BaseModel):
 
     Args:
         batch_norm (bool): BatchNorm after every conv but the output one.
-        sigma (float): Gaussian likelihood width of the Bayesian loss (px).
-        background_margin (float, optional): ``d`` of Bayesian+ (px); None
-            for plain Bayesian loss.
+        loss (dict): the training loss, built from ``MODELS``; called as
+            ``loss(density, points, stride)``. Defaults to
+            ``dict(type='BayesianLoss')`` (sigma 8, no background).
         test_tile (int, optional): predict in non-overlapping tiles of this
             size (multiple of 8) to bound memory on huge images; None for the
             whole image at once.
@@ -72,18 +70,17 @@ class CSRNet(BaseModel):
 
     def __init__(self,
                  batch_norm: bool = True,
-                 sigma: float = 8.,
-                 background_margin: Optional[float] = None,
+                 loss: dict = dict(type='BayesianLoss'),
                  test_tile: Optional[int] = None,
                  frontend_init_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        super().__init__(data_preprocessor=data_preprocessor,
-                         init_cfg=init_cfg)
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if test_tile is not None and test_tile % self.stride:
             raise ValueError(f'CSRNet: test_tile must be a multiple of '
                              f'{self.stride}, got {test_tile}')
-        self.sigma, self.background_margin = sigma, background_margin
+        self.loss = MODELS.build(loss)
         self.test_tile = test_tile
         self.frontend = _Frontend(batch_norm, frontend_init_cfg)
         self.backend = _convs(BACKEND, 512, 2, batch_norm)
@@ -99,13 +96,15 @@ class CSRNet(BaseModel):
         """``(B, 1, H/8, W/8)`` density (cells of 8 x 8 input pixels)."""
         return self.output_layer(self.backend(self.frontend(x))).abs()
 
-    def forward(self, inputs: torch.Tensor, data_samples=None,
+    def forward(self,
+                inputs: torch.Tensor,
+                data_samples=None,
                 mode: str = 'tensor'):
         if mode == 'loss':
             dens = self.density(inputs)
-            return dict(loss_bayes=bayesian_loss(
-                dens, [s.gt_points for s in data_samples], self.stride,
-                self.sigma, self.background_margin))
+            return dict(
+                loss_bayes=self.loss(dens, [s.gt_points for s in data_samples],
+                                     self.stride))
         if mode == 'predict':
             dens = self._predict_density(inputs)
             for d, s in zip(dens, data_samples):
@@ -124,6 +123,9 @@ class CSRNet(BaseModel):
         x = F.pad(x, (0, -w % t, 0, -h % t))
         rows = []
         for i in range(0, x.shape[-2], t):
-            rows.append(torch.cat([self.density(x[..., i:i + t, j:j + t])
-                                   for j in range(0, x.shape[-1], t)], -1))
+            rows.append(
+                torch.cat([
+                    self.density(x[..., i:i + t, j:j + t])
+                    for j in range(0, x.shape[-1], t)
+                ], -1))
         return torch.cat(rows, -2)

@@ -24,5 +24,6 @@ class CountingMetric(BaseMetric):
 
     def compute_metrics(self, results) -> dict:
         err = [p - g for p, g in results]
-        return dict(mae=sum(map(abs, err)) / len(err),
-                    mse=math.sqrt(sum(e * e for e in err) / len(err)))
+        return dict(
+            mae=sum(map(abs, err)) / len(err),
+            mse=math.sqrt(sum(e * e for e in err) / len(err)))

@@ -5,6 +5,8 @@ code): cap the long side (2048 for UCF-QNRF) and optionally raise the short
 side, random crop with the points kept consistent (points outside dropped),
 horizontal flip, and packing into an mmengine data sample.
 """
+import os.path as osp
+
 import mmcv
 import numpy as np
 import torch
@@ -15,12 +17,22 @@ from mmengine.structures import BaseDataElement
 
 @TRANSFORMS.register_module()
 class LoadCrowdImage(BaseTransform):
-    """Read ``img_path`` (BGR uint8); an unreadable file names itself."""
+    """Read ``img_path`` (BGR uint8). A missing file raises
+    ``FileNotFoundError``, a file that exists but does not decode (truncated,
+    not an image) ``ValueError``; both name the file."""
 
     def transform(self, results: dict) -> dict:
-        img = mmcv.imread(results['img_path'])
+        path = results['img_path']
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'image file not found: {path}')
+        try:
+            img = mmcv.imread(path)
+        except Exception as e:  # some decoders raise instead of returning None
+            raise ValueError(f'image {path} could not be decoded (truncated '
+                             f'or not an image): {e}') from e
         if img is None:
-            raise FileNotFoundError(f"cannot read image {results['img_path']}")
+            raise ValueError(f'image {path} exists but could not be decoded '
+                             '(truncated or not an image)')
         results['img'] = img
         results['ori_shape'] = results['img_shape'] = img.shape[:2]
         results['scale_factor'] = 1.
@@ -44,8 +56,8 @@ class ResizeCrowd(BaseTransform):
         if s != 1.:
             nh, nw = round(h * s), round(w * s)
             results['img'] = mmcv.imresize(results['img'], (nw, nh))
-            results['points'] = results['points'] * np.array(
-                [nw / w, nh / h], np.float32)
+            results['points'] = results['points'] * np.array([nw / w, nh / h],
+                                                             np.float32)
             results['scale_factor'] = results['scale_factor'] * s
         results['img_shape'] = results['img'].shape[:2]
         return results
@@ -63,8 +75,9 @@ class RandomCropCrowd(BaseTransform):
         img, pts = results['img'], results['points']
         h, w = img.shape[:2]
         if h < self.size or w < self.size:
-            pad = np.zeros((max(h, self.size), max(w, self.size),
-                            img.shape[2]), img.dtype)
+            pad = np.zeros(
+                (max(h, self.size), max(w, self.size), img.shape[2]),
+                img.dtype)
             pad[:h, :w] = img
             img, (h, w) = pad, pad.shape[:2]
         y0 = np.random.randint(0, h - self.size + 1)
@@ -102,12 +115,14 @@ class PackCrowdInputs(BaseTransform):
     with ``gt_points`` (N, 2), ``gt_count`` and the image metainfo."""
 
     def transform(self, results: dict) -> dict:
-        img = torch.from_numpy(np.ascontiguousarray(
-            results['img'].transpose(2, 0, 1)))
-        sample = BaseDataElement(metainfo=dict(
-            img_path=results['img_path'], ori_shape=results['ori_shape'],
-            img_shape=results['img_shape'],
-            scale_factor=results['scale_factor']))
+        img = torch.from_numpy(
+            np.ascontiguousarray(results['img'].transpose(2, 0, 1)))
+        sample = BaseDataElement(
+            metainfo=dict(
+                img_path=results['img_path'],
+                ori_shape=results['ori_shape'],
+                img_shape=results['img_shape'],
+                scale_factor=results['scale_factor']))
         sample.gt_points = torch.from_numpy(
             np.asarray(results['points'], np.float32).reshape(-1, 2))
         sample.gt_count = torch.tensor(results['gt_count'])

@@ -1,12 +1,20 @@
 """mmengine adapters over :mod:`wrs_mm.core`, registered in mmengine's root
-registries (visible from the mmdet / mmseg default scopes)."""
+registries (visible from the mmdet / mmseg default scopes).
+
+* :class:`WeightRescaleHook` (``custom_hooks``): WRS every ``interval`` steps;
+* :class:`WRSOptimWrapperConstructor` (``optim_wrapper.constructor``): one
+  param group per parameter, and ``paramwise_cfg.shifted_reg``;
+* :class:`NormDynamicsHook`: weight-norm / effective-lr diagnostics;
+* :class:`WRSPlugin` (``plugin.py``): where they meet (the analysis of the
+  first forward, the optimizer-step callbacks and their order), and
+  ``param_groups.py``: what they write in the optimizer's param groups.
+"""
 from .norm_dynamics_hook import NormDynamicsHook, read_norm_dynamics
 from .optim_constructor import WRSOptimWrapperConstructor
-from .probe import FirstForwardAnalysis, first_forward_analysis
+from .plugin import WRSPlugin
 from .weight_rescale_hook import WeightRescaleHook
 
 __all__ = [
     'NormDynamicsHook', 'read_norm_dynamics', 'WRSOptimWrapperConstructor',
-    'FirstForwardAnalysis',
-    'first_forward_analysis', 'WeightRescaleHook'
+    'WRSPlugin', 'WeightRescaleHook'
 ]

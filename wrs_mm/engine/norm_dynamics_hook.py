@@ -4,12 +4,12 @@ import os.path as osp
 from typing import Optional
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ..core.diagnostics import StepProbe
-from .selection import (check_patterns_match, compile_patterns,
-                        group_index, selected)
+from .param_groups import group_index
+from .plugin import NORM_DYNAMICS, WRSPlugin, unwrap
+from .selection import check_patterns_match, compile_patterns, selected
 
 
 @HOOKS.register_module()
@@ -18,12 +18,14 @@ class NormDynamicsHook(Hook):
     iterations (at the first optimizer step at or after each multiple).
 
     Per layer (per output channel, summarised): norm min / mean / max, mean and
-    max ``|cos(w, grad)|`` (0 for scale-invariant weights, 000 Thm 3.1), the
-    effective learning rate ``lr / ||w||^2`` (001 Sec. 3.2), and the step's
-    ``sum_j ||w_j(t+1)||^2 - ||w_j(t)||^2`` next to ``lr^2 ||grad||^2`` (equal
-    under plain SGD, 000 Cor 3.3). Measured in torch optimizer step pre/post
-    hooks (final, unscaled gradients; no record for skipped AMP steps); WRS
-    rescaling happens after this hook's post-step measurement.
+    max ``|cos(w, grad)|`` (0 for scale-invariant weights, Liu et al. 2021 Thm
+    3.1), the effective learning rate ``lr / ||w||^2`` (Li et al. Sec. 3.2),
+    and the step's ``sum_j ||w_j(t+1)||^2 - ||w_j(t)||^2`` next to ``lr^2
+    ||grad||^2`` (equal under plain SGD, Liu et al. 2021 Cor 3.3). Measured
+    right before and after real optimizer
+    steps (final, unscaled gradients, after the shifted regularizer's; no
+    record for skipped AMP steps), before WRS rescales
+    (:data:`~wrs_mm.engine.plugin.POST_STEP_ORDER`).
 
     Outputs: layer averages ``norm_mean``, ``cos_abs_mean``, ``eff_lr`` in
     ``runner.message_hub`` (the log line); every layer's values through
@@ -39,9 +41,12 @@ class NormDynamicsHook(Hook):
         all_channels (bool): also store each channel's norm. Defaults to False.
         out_file (str): file name in the work dir.
     """
-    priority = 'HIGH'  # its post-step hook runs before WeightRescaleHook's
+    priority = 'HIGH'  # its scalars are in the hub before LoggerHook writes
 
-    def __init__(self, interval: int = 50, include=None, exclude=None,
+    def __init__(self,
+                 interval: int = 50,
+                 include=None,
+                 exclude=None,
                  all_channels: bool = False,
                  out_file: str = 'norm_dynamics.jsonl'):
         if not isinstance(interval, int) or interval < 1:
@@ -57,16 +62,14 @@ class NormDynamicsHook(Hook):
         self._active = False
         self._probe: Optional[StepProbe] = None
         self._groups = []
-        self._handles = []
+        self._plugin = None
         self._runner = None
 
     def before_run(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
-        named = [(n, p) for n, p in model.named_parameters()
+        named = [(n, p) for n, p in unwrap(runner.model).named_parameters()
                  if p.requires_grad and p.dim() >= 2]
-        check_patterns_match(self.include, self.exclude,
-                             [n for n, _ in named], 'NormDynamicsHook')
+        check_patterns_match(self.include, self.exclude, [n for n, _ in named],
+                             'NormDynamicsHook')
         named = [(n, p) for n, p in named
                  if selected(n, self.include, self.exclude)]
         self._probe = StepProbe(named)
@@ -79,20 +82,19 @@ class NormDynamicsHook(Hook):
             * self.interval
         index = group_index(opt)
         self._groups = [index[id(p)] for _, p in self._probe.named_params]
-        self._handles = [opt.register_step_pre_hook(self._pre),
-                         opt.register_step_post_hook(self._post)]
+        self._plugin = WRSPlugin.of(runner.optim_wrapper, runner.model)
+        self._plugin.on_step(NORM_DYNAMICS, pre=self._pre, post=self._post)
 
     def after_train(self, runner) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+        if self._plugin is not None:
+            self._plugin.remove(NORM_DYNAMICS)
 
-    def _pre(self, optimizer, args, kwargs) -> None:
+    def _pre(self) -> None:
         self._active = self._runner.iter >= self._next
         if self._active:
             self._probe.before([g['lr'] for g in self._groups])
 
-    def _post(self, optimizer, args, kwargs) -> None:
+    def _post(self) -> None:
         if not self._active:
             return
         self._active = False
@@ -104,11 +106,16 @@ class NormDynamicsHook(Hook):
         self.records += 1
         hub = self._runner.message_hub
         for stat in ('norm_mean', 'cos_abs_mean', 'eff_lr'):
-            hub.update_scalar(f'train/{stat}', sum(
-                v[stat] for v in layers.values()) / len(layers))
+            hub.update_scalar(
+                f'train/{stat}',
+                sum(v[stat] for v in layers.values()) / len(layers))
         self._runner.visualizer.add_scalars(
-            {f'norm/{n}/{k}': v for n, rec in layers.items()
-             for k, v in rec.items() if k != 'norms'}, step=it + 1)
+            {
+                f'norm/{n}/{k}': v
+                for n, rec in layers.items()
+                for k, v in rec.items() if k != 'norms'
+            },
+            step=it + 1)
         if self._runner.rank == 0:
             with open(self._path, 'a') as f:
                 f.write(json.dumps(dict(iter=it + 1, layers=layers)) + '\n')

@@ -10,23 +10,32 @@ from mmengine.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
 from torch import nn
 
 from ..core import ShiftedLpEntry, ShiftedLpRegularizer
-from ..core.rescale import BACKENDS
-from ..core.shifted_lp import MODES
-from .probe import first_forward_analysis
-from .selection import (check_patterns_match, claim_groups, compile_patterns,
-                        groups_summary, select)
+from ..core.shifted_lp import check_options
+from .param_groups import (CONFIGURED_DECAY, ROLE_SHIFTED, claim_groups,
+                           groups_summary)
+from .plugin import SHIFTED_REG, WRSPlugin, unwrap
+from .selection import check_patterns_match, compile_patterns, select
 
-SHIFTED_KEYS = ('eps', 'p', 'mode', 'weight_decay', 'include', 'exclude',
-                'allow_non_invariant', 'backend')
+OWNER = 'paramwise_cfg.shifted_reg'
+#: ``paramwise_cfg.shifted_reg`` options and their defaults
+SHIFTED_DEFAULTS = dict(
+    eps=1e-3,
+    p=2.,
+    mode='coupled',
+    weight_decay=None,
+    include=None,
+    exclude=None,
+    allow_non_invariant=False,
+    backend='auto')
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """``DefaultOptimWrapperConstructor`` with one param group per parameter,
-    each tagged with ``param_name`` and its configured decay ``decay_cfg``, so
-    that ``WeightRescaleHook`` can remove the decay of exactly the weights it
-    rescales; every ``paramwise_cfg`` option (``custom_keys``,
-    ``norm_decay_mult``, ``bias_decay_mult``, ...) works as usual.
+    so that ``WeightRescaleHook`` and ``shifted_reg`` can remove the decay of
+    exactly the weights they act on (:mod:`wrs_mm.engine.param_groups`); every
+    ``paramwise_cfg`` option (``custom_keys``, ``norm_decay_mult``,
+    ``bias_decay_mult``, ...) works as usual.
 
     ``paramwise_cfg.shifted_reg`` adds the eps-shifted Lp regularizer (Li et
     al., Sec. 5; see :mod:`wrs_mm.core.shifted_lp`), which replaces the weight
@@ -45,12 +54,14 @@ class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
       per-parameter loop on CPU), ``'triton'``, ``'torch'`` or ``'loop'``.
 
     The weights are chosen on the first training forward (the invariance
-    analysis), before the first step. The regularizer runs in a torch optimizer
-    step pre-hook: it sees unscaled AMP gradients, is skipped with a skipped
-    AMP step, and runs once per accumulated update.
+    analysis), before the first step. The regularizer runs right before every
+    real optimizer step (:class:`~wrs_mm.engine.plugin.WRSPlugin`): it sees
+    unscaled AMP gradients, is skipped with a skipped AMP step, and runs once
+    per accumulated update.
     """
 
-    def __init__(self, optim_wrapper_cfg: dict,
+    def __init__(self,
+                 optim_wrapper_cfg: dict,
                  paramwise_cfg: Optional[dict] = None):
         paramwise_cfg = dict(paramwise_cfg or {})
         shifted = paramwise_cfg.pop('shifted_reg', None)
@@ -59,36 +70,21 @@ class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     @staticmethod
     def _check(cfg: dict) -> dict:
-        unknown = set(cfg) - set(SHIFTED_KEYS)
+        unknown = set(cfg) - set(SHIFTED_DEFAULTS)
         if unknown:
-            raise KeyError(f'paramwise_cfg.shifted_reg: unknown keys '
-                           f'{sorted(unknown)}; accepted: {SHIFTED_KEYS}')
-        cfg = dict(dict(eps=1e-3, p=2., mode='coupled', weight_decay=None,
-                        allow_non_invariant=False, backend='auto'), **cfg)
-        if not cfg['eps'] >= 0:
-            raise ValueError('paramwise_cfg.shifted_reg.eps must be >= 0, got '
-                             f"{cfg['eps']}")
-        if not cfg['p'] >= 1:
-            raise ValueError('paramwise_cfg.shifted_reg.p must be >= 1, got '
-                             f"{cfg['p']}")
-        if cfg['mode'] not in MODES:
-            raise ValueError(f'paramwise_cfg.shifted_reg.mode must be one of '
-                             f"{MODES}, got {cfg['mode']!r}")
-        if cfg['backend'] not in BACKENDS:
-            raise ValueError('paramwise_cfg.shifted_reg.backend must be one of '
-                             f"{BACKENDS}, got {cfg['backend']!r}")
+            raise KeyError(f'{OWNER}: unknown keys {sorted(unknown)}; '
+                           f'accepted: {tuple(SHIFTED_DEFAULTS)}')
+        cfg = dict(SHIFTED_DEFAULTS, **cfg)
+        check_options(cfg['eps'], cfg['p'], cfg['mode'], cfg['backend'], OWNER)
         if cfg['weight_decay'] is not None and not cfg['weight_decay'] >= 0:
-            raise ValueError('paramwise_cfg.shifted_reg.weight_decay must be '
-                             f"None or >= 0, got {cfg['weight_decay']}")
+            raise ValueError(f'{OWNER}.weight_decay must be None or >= 0, '
+                             f"got {cfg['weight_decay']}")
         for key in ('include', 'exclude'):
-            cfg[key] = compile_patterns(
-                cfg.get(key), f'paramwise_cfg.shifted_reg.{key}')
+            cfg[key] = compile_patterns(cfg[key], f'{OWNER}.{key}')
         return cfg
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
-        wrapped = model
-        if hasattr(model, 'module'):
-            model = model.module
+        wrapped, model = model, unwrap(model)
         optimizer_cfg = self.optimizer_cfg.copy()
         optimizer_cls = optimizer_cfg['type']
         if isinstance(optimizer_cls, str):
@@ -99,67 +95,68 @@ class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         self.add_params(params, model)  # one group per parameter
         optimizer_cfg[first_arg] = params
         optimizer = OPTIMIZERS.build(optimizer_cfg)
-        names = {id(p): n for n, p in model.named_parameters()}
-        for g in optimizer.param_groups:
-            g['param_name'] = names[id(g['params'][0])]
-            g['decay_cfg'] = g.get('weight_decay', 0.)
         wrapper_cfg = self.optim_wrapper_cfg.copy()
         wrapper_cfg.setdefault('type', 'OptimWrapper')
         optim_wrapper = OPTIM_WRAPPERS.build(
             wrapper_cfg, default_args=dict(optimizer=optimizer))
         if self.shifted_cfg is not None:
-            _ShiftedLpStep(self.shifted_cfg, model, optimizer).attach(wrapped)
+            ShiftedLpStep(self.shifted_cfg, model, optimizer).attach(
+                WRSPlugin.of(optim_wrapper, wrapped))
         return optim_wrapper
 
 
-class _ShiftedLpStep:
-    """Chooses the regularized weights from the analysis and applies the
-    regularizer in the optimizer's step pre-hook."""
-    owner = 'paramwise_cfg.shifted_reg'
+class ShiftedLpStep:
+    """``paramwise_cfg.shifted_reg`` at run time: chooses the regularized
+    weights from the analysis, claims their param groups and applies
+    :class:`~wrs_mm.core.ShiftedLpRegularizer` before every optimizer step."""
 
     def __init__(self, cfg: dict, model: nn.Module, optimizer):
         self.cfg, self.model, self.optimizer = cfg, model, optimizer
         self.regularizer: Optional[ShiftedLpRegularizer] = None
         self.groups = []
         check_patterns_match(cfg['include'], cfg['exclude'],
-                             [n for n, _ in model.named_parameters()],
-                             self.owner)
+                             [n for n, _ in model.named_parameters()], OWNER)
 
-    def attach(self, model: nn.Module) -> None:
-        self.optimizer.register_step_pre_hook(self._pre_step)
-        first_forward_analysis(model).subscribe(self._setup, priority=0)
+    def attach(self, plugin: WRSPlugin) -> None:
+        plugin.on_analysis(SHIFTED_REG, self.setup)
+        plugin.on_step(SHIFTED_REG, pre=self.step)
 
-    def _setup(self, report) -> None:
+    def setup(self, report) -> None:
         cfg = self.cfg
-        chosen = select(report, cfg['include'], cfg['exclude'], self.owner,
+        chosen = select(report, cfg['include'], cfg['exclude'], OWNER,
                         cfg['allow_non_invariant'])
         if not chosen:
-            print_log(f'{self.owner}: no weight to regularize; it does '
-                      'nothing.', logger='current', level=30)
+            print_log(
+                f'{OWNER}: no weight to regularize; it does nothing.',
+                logger='current',
+                level=30)
             return
         params = dict(self.model.named_parameters())
         groups = claim_groups(self.optimizer,
-                              {v.name: params[v.name] for v in chosen},
-                              'shifted_lp', self.owner)
+                              {v.name: params[v.name]
+                               for v in chosen}, ROLE_SHIFTED, OWNER)
         entries = [
             ShiftedLpEntry(
-                v.name, params[v.name],
-                groups[v.name]['decay_cfg'] if cfg['weight_decay'] is None
-                else cfg['weight_decay'], standardized=v.kind == 'ws')
-            for v in chosen
+                v.name,
+                params[v.name],
+                groups[v.name][CONFIGURED_DECAY]
+                if cfg['weight_decay'] is None else cfg['weight_decay'],
+                standardized=v.kind == 'ws') for v in chosen
         ]
         self.regularizer = ShiftedLpRegularizer(entries, cfg['eps'], cfg['p'],
                                                 cfg['mode'], cfg['backend'])
         self.groups = [groups[n] for n in self.regularizer.names]
         print_log(
-            f"{self.owner}: eps-shifted L{cfg['p']:g} ({cfg['mode']}, eps="
+            f"{OWNER}: eps-shifted L{cfg['p']:g} ({cfg['mode']}, eps="
             f"{cfg['eps']:g}) on {len(entries)} weights (" +
             f"{sum(e.standardized for e in entries)} weight-standardised); "
             'their weight_decay is set to 0. Param groups:\n' +
-            groups_summary(self.optimizer), logger='current')
+            groups_summary(self.optimizer),
+            logger='current')
 
-    def _pre_step(self, optimizer, args, kwargs) -> None:
+    def step(self) -> None:
         if self.regularizer is None:
             return
         lrs = [g['lr'] for g in self.groups]
-        self.regularizer.step_(lrs if self.cfg['mode'] == 'decoupled' else None)
+        self.regularizer.step_(lrs if self.cfg['mode'] ==
+                               'decoupled' else None)

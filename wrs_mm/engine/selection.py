@@ -1,9 +1,8 @@
-"""Name patterns and optimizer param groups shared by the WRS hook and the
-shifted-Lp constructor."""
+"""Which weights a feature acts on: ``include`` / ``exclude`` name patterns
+over the invariance report, shared by the WRS hook, the shifted-Lp
+constructor and the norm-dynamics hook."""
 import re
-from typing import Dict, List, Optional, Sequence, Union
-
-import torch
+from typing import List, Optional, Sequence, Union
 
 from ..core import InvarianceReport, ParamInvariance
 
@@ -69,53 +68,3 @@ def select(report: InvarianceReport, include, exclude, owner: str,
             'function:\n' + report.table(bad) +
             '\nFix the pattern, or pass allow_non_invariant=True to force it.')
     return chosen + bad
-
-
-def group_index(optimizer: torch.optim.Optimizer) -> Dict[int, dict]:
-    return {id(p): g for g in optimizer.param_groups for p in g['params']}
-
-
-def claim_groups(optimizer: torch.optim.Optimizer,
-                 params: Dict[str, torch.Tensor], role: str,
-                 owner: str) -> Dict[str, dict]:
-    """Set ``weight_decay=0`` on the groups of ``params`` and tag them with
-    ``role``; each group must hold only such params (else another parameter
-    would lose its decay) and must not be claimed by another role."""
-    index = group_index(optimizer)
-    ids = {id(p) for p in params.values()}
-    groups = {}
-    for name, p in params.items():
-        g = index.get(id(p))
-        if g is None:
-            raise ValueError(f'{owner}: parameter {name!r} is not in the '
-                             'optimizer')
-        if any(id(q) not in ids for q in g['params']):
-            raise ValueError(
-                f'{owner}: parameter {name!r} shares an optimizer param group '
-                'with parameters that keep their weight decay, so its decay '
-                "cannot be removed. Set optim_wrapper.constructor="
-                "'WRSOptimWrapperConstructor' (one group per parameter).")
-        if g.get('wrs_mm', role) != role:
-            raise ValueError(
-                f"{owner}: parameter {name!r} is already handled by "
-                f"{g['wrs_mm']!r}; exclude it from one of the two.")
-        g.setdefault('decay_cfg', g.get('weight_decay', 0.))
-        g['weight_decay'] = 0.
-        g['wrs_mm'] = role
-        groups[name] = g
-    return groups
-
-
-def groups_summary(optimizer: torch.optim.Optimizer) -> str:
-    """Param groups aggregated by (role, weight decay, lr)."""
-    agg: Dict[tuple, list] = {}
-    for g in optimizer.param_groups:
-        key = (g.get('wrs_mm', '-'), g.get('weight_decay', 0.), g['lr'])
-        a = agg.setdefault(key, [0, 0])
-        a[0] += len(g['params'])
-        a[1] += sum(p.numel() for p in g['params'])
-    lines = ['role        weight_decay  lr          params  elements']
-    for (role, wd, lr), (n, e) in sorted(agg.items(), key=str):
-        lines.append(f'{role:<11} {wd:<13g} {lr:<11g} {n:<7d} {e}')
-    return '\n'.join(lines)
-

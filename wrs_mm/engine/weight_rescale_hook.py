@@ -1,19 +1,21 @@
-"""mmengine adapter for weight rescaling (WRS), Liu et al. Sec. 5."""
+"""mmengine adapter for weight rescaling (WRS), Liu et al. 2021, Sec. 5."""
 import json
 import os.path as osp
 from typing import Optional
 
 from mmengine.hooks import Hook, LoggerHook
 from mmengine.logging import HistoryBuffer, print_log
-from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ..core import InvarianceReport, RowEntry, WeightRescaler
-from ..core.invariance import granularity_of
-from ..core.rescale import BACKENDS, CHECKS
-from .probe import first_forward_analysis
-from .selection import (check_patterns_match, claim_groups, compile_patterns,
-                        groups_summary, select)
+from ..core.eps_error import EpsTerm, RescaleChangeMeter
+from ..core.invariance import fmt_error, format_table, granularity_of
+from ..core.rescale import (BACKENDS, CHECKS, check_choice,
+                            rescale_optimizer_state)
+from .config_checks import dropped_base_hooks
+from .param_groups import ROLE_WRS, claim_groups, groups_summary
+from .plugin import WEIGHT_RESCALE, WRSPlugin, unwrap
+from .selection import check_patterns_match, compile_patterns, select
 
 GRANULARITIES = ('auto', 'channel', 'tensor')
 
@@ -23,19 +25,20 @@ class WeightRescaleHook(Hook):
     """Rescale every scale-invariant weight vector to unit L2 norm every
     ``interval`` optimizer steps, and remove weight decay from those weights.
 
-    ``w_j <- w_j / ||w_j||_2`` (Liu et al., "The Implicit Biases of SGD on Deep
-    Neural Networks with Batch Normalization", Sec. 5). Which weights are
-    invariant, and per what (channel, group, tensor), is decided by
+    ``w_j <- w_j / ||w_j||_2`` (Liu et al. 2021, "The Implicit Biases of SGD
+    on Deep Neural Networks with Batch Normalization", Sec. 5). Which weights
+    are invariant, and per what (channel, group, tensor), is decided by
     :func:`wrs_mm.core.analyze_invariance` on the first training forward; the
-    same decision sets their optimizer param groups to ``weight_decay=0`` before
-    the first step (use ``WRSOptimWrapperConstructor`` so that every parameter has
-    its own group). A table of rescaled and refused weights is logged and
-    written to ``<work_dir>/wrs_invariance.json``.
+    same decision sets their optimizer param groups to ``weight_decay=0``
+    before the first step (use ``WRSOptimWrapperConstructor`` so that every
+    parameter has its own group). A table of rescaled and refused weights is
+    logged and written to ``<work_dir>/wrs_invariance.json``.
 
-    Steps are counted by a post-hook on the torch optimizer, so accumulation
-    micro-steps (``accumulative_counts``) and AMP steps skipped for inf/NaN
-    gradients do not count; the rescale runs right after the step on every
-    rank. The step counter is saved in checkpoints and restored on resume.
+    Steps are counted right after every real optimizer step
+    (:class:`~wrs_mm.engine.plugin.WRSPlugin`), so accumulation micro-steps
+    (``accumulative_counts``) and AMP steps skipped for inf/NaN gradients do
+    not count; the rescale runs then, on every rank. The step counter is saved
+    in checkpoints (key ``wrs_mm``) and restored on resume.
 
     The rescale does not synchronise with the host: its statistics (row norms
     before the rescale) stay on the device and are read only on the
@@ -68,6 +71,17 @@ class WeightRescaleHook(Hook):
             :class:`wrs_mm.core.WeightRescaler`. Defaults to 'auto'.
         check_finite (str): ``'deferred'`` or ``'eager'``; see
             :class:`wrs_mm.core.WeightRescaler`. Defaults to 'deferred'.
+        rescale_optimizer_state (bool): also scale the optimizer's buffers of
+            the rescaled rows as their gradients scale (SGD momentum and
+            Adam's ``exp_avg`` by the row's norm ``s_j``, ``exp_avg_sq`` by
+            ``s_j^2``); see :func:`wrs_mm.core.rescale_optimizer_state`.
+            Defaults to False (the paper rescales the weights only).
+        max_invariance_error (float): refuse (and report) invariant weights
+            whose ``eps_error`` (``eps / (var + eps)`` at the first forward's
+            activations, :class:`wrs_mm.core.ParamInvariance`) exceeds it:
+            for them eps makes a rescale visibly change the output (a rescale
+            by ``c`` moves it by about ``|c^2 - 1| / 2`` times the error).
+            None: no limit. Defaults to 1e-2.
     """
     priority = 'ABOVE_NORMAL'  # before EMA and checkpoints see the weights
 
@@ -81,71 +95,92 @@ class WeightRescaleHook(Hook):
                  exclude=None,
                  allow_non_invariant: bool = False,
                  backend: str = 'auto',
-                 check_finite: str = 'deferred'):
+                 check_finite: str = 'deferred',
+                 rescale_optimizer_state: bool = False,
+                 max_invariance_error: Optional[float] = 1e-2):
         if not isinstance(interval, int) or interval < 1:
             raise ValueError('WeightRescaleHook: interval (tau) must be an '
                              f'integer >= 1, got {interval!r}')
         if not isinstance(begin, int) or begin < 0:
-            raise ValueError(
-                f'WeightRescaleHook: begin must be an integer >= 0, got {begin!r}')
+            raise ValueError('WeightRescaleHook: begin must be an integer '
+                             f'>= 0, got {begin!r}')
         if end is not None and (not isinstance(end, int) or end <= begin):
-            raise ValueError(f'WeightRescaleHook: end ({end!r}) must be None or '
-                             f'an integer > begin ({begin})')
-        if granularity not in GRANULARITIES:
-            raise ValueError(f'WeightRescaleHook: granularity must be one of '
-                             f'{GRANULARITIES}, got {granularity!r}')
+            raise ValueError(
+                f'WeightRescaleHook: end ({end!r}) must be None or '
+                f'an integer > begin ({begin})')
+        check_choice(granularity, GRANULARITIES,
+                     'WeightRescaleHook.granularity')
+        check_choice(backend, BACKENDS, 'WeightRescaleHook.backend')
+        check_choice(check_finite, CHECKS, 'WeightRescaleHook.check_finite')
         self.interval, self.begin, self.end = interval, begin, end
         self.by_epoch, self.granularity = by_epoch, granularity
         self.include = compile_patterns(include, 'WeightRescaleHook.include')
         self.exclude = compile_patterns(exclude, 'WeightRescaleHook.exclude')
         self.allow_non_invariant = allow_non_invariant
-        if backend not in BACKENDS:
-            raise ValueError(f'WeightRescaleHook: backend must be one of '
-                             f'{BACKENDS}, got {backend!r}')
-        if check_finite not in CHECKS:
-            raise ValueError(f'WeightRescaleHook: check_finite must be one of '
-                             f'{CHECKS}, got {check_finite!r}')
+        if not isinstance(rescale_optimizer_state, bool):
+            raise TypeError(
+                'WeightRescaleHook.rescale_optimizer_state must be '
+                f'True or False, got {rescale_optimizer_state!r}')
         self.backend, self.check_finite = backend, check_finite
+        self.rescale_optimizer_state = rescale_optimizer_state
+        limit = max_invariance_error
+        if limit is not None and not (isinstance(limit,
+                                                 (int, float)) and limit > 0):
+            raise ValueError('WeightRescaleHook.max_invariance_error must be '
+                             f'None or > 0, got {max_invariance_error!r}')
+        self.max_invariance_error = max_invariance_error
+        self.meter: Optional[RescaleChangeMeter] = None
+        self._pending_change = None  # of the last rescale, not yet logged
         self._pending_stats = None  # of the last rescale, not yet logged
         self.steps = 0  # real optimizer steps taken
         self.num_rescales = 0
         self.rescaler: Optional[WeightRescaler] = None
         self._runner = None
-        self._handle = None
-
-    @staticmethod
-    def _model(runner):
-        model = runner.model
-        return model.module if is_model_wrapper(model) else model
+        self._plugin: Optional[WRSPlugin] = None
 
     def before_run(self, runner) -> None:
-        check_patterns_match(self.include, self.exclude,
-                             [n for n, _ in self._model(runner).named_parameters()],
+        names = [n for n, _ in unwrap(runner.model).named_parameters()]
+        check_patterns_match(self.include, self.exclude, names,
                              'WeightRescaleHook')
+        dropped = dropped_base_hooks(runner.cfg)
+        if dropped:
+            print_log(
+                'WeightRescaleHook: the base config lists custom_hooks that '
+                f'this config drops: {", ".join(dropped)}. A custom_hooks '
+                "list replaces the base's; to keep them, write custom_hooks = "
+                "_base_.custom_hooks + [dict(type='WeightRescaleHook', ...)].",
+                logger='current',
+                level=30)
 
     def before_train(self, runner) -> None:
         self._runner = runner
-        optimizer = runner.optim_wrapper.optimizer
-        self._handle = optimizer.register_step_post_hook(self._after_step)
-        first_forward_analysis(runner.model).subscribe(self._setup, priority=10)
+        self._plugin = WRSPlugin.of(runner.optim_wrapper, runner.model)
+        self._plugin.on_analysis(WEIGHT_RESCALE, self._setup)
+        self._plugin.on_step(WEIGHT_RESCALE, post=self._after_step)
 
     def after_train(self, runner) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        if self._plugin is not None:
+            self._plugin.remove(WEIGHT_RESCALE)
         if self._pending_stats is not None:  # surface a non-finite norm
             self._pending_stats.norm_mean
 
     def _setup(self, report: InvarianceReport) -> None:
         """Choose the weights, remove their decay, log the table."""
         runner = self._runner
-        chosen = {v.name for v in select(report, self.include, self.exclude,
-                                         'WeightRescaleHook',
-                                         self.allow_non_invariant)}
+        chosen = {
+            v.name
+            for v in select(report, self.include, self.exclude,
+                            'WeightRescaleHook', self.allow_non_invariant)
+        }
         rescaled, refused = [], []
         for v in report.candidates():
             rows = self._rows(v) if v.name in chosen else None
-            if rows is not None:
+            if rows is not None and v.invariant and self._eps_too_large(v):
+                refused.append((v, f'eps breaks the invariance: eps / (var '
+                                f'+ eps) = {v.eps_error:.1e} > '
+                                'max_invariance_error '
+                                f'{self.max_invariance_error:g}'))
+            elif rows is not None:
                 rescaled.append((v, rows))
             elif v.name in chosen:
                 refused.append((v, f'granularity={self.granularity!r} '
@@ -155,22 +190,34 @@ class WeightRescaleHook(Hook):
                 refused.append((v, 'not selected by include / exclude'))
             else:
                 refused.append((v, v.reason))
-        params = dict(self._model(runner).named_parameters())
+        params = dict(unwrap(runner.model).named_parameters())
         self._log_table(runner, rescaled, refused)
         if not rescaled:
-            print_log('WeightRescaleHook: the model has no scale-invariant '
-                      'weight to rescale; the hook does nothing.',
-                      logger='current', level=30)
+            print_log(
+                'WeightRescaleHook: the model has no scale-invariant '
+                'weight to rescale; the hook does nothing.',
+                logger='current',
+                level=30)
             return
-        claim_groups(runner.optim_wrapper.optimizer,
-                     {v.name: params[v.name] for v, _ in rescaled}, 'wrs',
-                     'WeightRescaleHook')
-        print_log('Optimizer param groups after the WRS decay split:\n' +
-                  groups_summary(runner.optim_wrapper.optimizer),
-                  logger='current')
+        claim_groups(runner.optim_wrapper.optimizer, {
+            v.name: params[v.name]
+            for v, _ in rescaled
+        }, ROLE_WRS, 'WeightRescaleHook')
+        print_log(
+            'Optimizer param groups after the WRS decay split:\n' +
+            groups_summary(runner.optim_wrapper.optimizer),
+            logger='current')
         self.rescaler = WeightRescaler(
             [RowEntry(v.name, params[v.name], rows) for v, rows in rescaled],
-            backend=self.backend, check_finite=self.check_finite)
+            backend=self.backend,
+            check_finite=self.check_finite)
+        self.meter = RescaleChangeMeter(
+            _eps_terms(unwrap(runner.model), [v for v, _ in rescaled]))
+
+    def _eps_too_large(self, v) -> bool:
+        return (self.max_invariance_error is not None
+                and v.eps_error is not None
+                and v.eps_error > self.max_invariance_error)
 
     def _rows(self, v) -> Optional[int]:
         if not v.invariant:  # forced with allow_non_invariant
@@ -182,48 +229,62 @@ class WeightRescaleHook(Hook):
         return v.rows
 
     def _log_table(self, runner, rescaled, refused) -> None:
-        lines = [f'WeightRescaleHook: rescaling {len(rescaled)} weights every '
-                 f'{self.interval} optimizer steps, refused {len(refused)}']
-        width = max([len(v.name) for v, _ in rescaled + refused] + [9])
-        lines.append(f'{"parameter":<{width}}  {"action":<8}  '
-                     f'{"granularity":<11}  reason')
-        for v, rows in rescaled:
-            gran = granularity_of(rows, v.shape[0])
-            if gran == 'group':
-                gran = f'group({rows})'
-            lines.append(f'{v.name:<{width}}  {"rescale":<8}  {gran:<11}  '
-                         f'{v.reason if v.invariant else "FORCED: " + v.reason}')
-        for v, why in refused:
-            lines.append(f'{v.name:<{width}}  {"refuse":<8}  {"-":<11}  {why}')
-        print_log('\n'.join(lines), logger='current')
+        """The verdict per weight: logged, and written to
+        ``<work_dir>/wrs_invariance.json`` (each weight's
+        :meth:`~wrs_mm.core.ParamInvariance.to_json` plus ``rescaled``,
+        ``rescale_rows`` and the ``reason`` for the action)."""
+        records = [(v, 'rescale', rows,
+                    v.reason if v.invariant else 'FORCED: ' + v.reason)
+                   for v, rows in rescaled]
+        records += [(v, 'refuse', 0, why) for v, why in refused]
+        table = format_table(
+            ('parameter', 'action', 'granularity', 'eps err', 'rescale chg',
+             'reason'),
+            [(v.name, action, _granularity(rows, v.shape[0]),
+              fmt_error(v.eps_error), fmt_error(v.rescale_change), why)
+             for v, action, rows, why in records])
+        print_log(
+            f'WeightRescaleHook: rescaling {len(rescaled)} weights '
+            f'every {self.interval} optimizer steps, refused '
+            f'{len(refused)}\n' + table,
+            logger='current')
         if runner.rank == 0 and runner.work_dir:
-            records = [(v, why, 0) for v, why in refused]
-            records += [(v, v.reason, rows) for v, rows in rescaled]
             with open(osp.join(runner.work_dir, 'wrs_invariance.json'),
                       'w') as f:
                 json.dump([
-                    dict(name=v.name, shape=list(v.shape), kind=v.kind,
-                         granularity=v.granularity, rescaled=rows > 0,
-                         rescale_rows=rows, reason=why)
-                    for v, why, rows in records
-                ], f, indent=1)
+                    dict(
+                        v.to_json(),
+                        rescaled=rows > 0,
+                        rescale_rows=rows,
+                        reason=why) for v, _, rows, why in records
+                ],
+                          f,
+                          indent=1)
 
     def _in_window(self) -> bool:
         t = self._runner.epoch if self.by_epoch else self._runner.iter
         return t >= self.begin and (self.end is None or t < self.end)
 
-    def _after_step(self, optimizer, args, kwargs) -> None:
+    def _after_step(self) -> None:
         self.steps += 1
         if (self.rescaler is None or self.steps % self.interval
                 or not self._in_window()):
             return
         self._pending_stats = self.rescaler()
+        if self.rescale_optimizer_state:
+            rescale_optimizer_state(self._plugin.optimizer,
+                                    self._pending_stats)
+        self._pending_change = self.meter(self._pending_stats)
         self.num_rescales += 1
 
     STATS_KEYS = ('train/wrs_norm_mean', 'train/wrs_norm_min',
-                  'train/wrs_norm_max', 'train/wrs_zero_rows')
+                  'train/wrs_norm_max', 'train/wrs_zero_rows',
+                  'train/wrs_invariance_error')
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
                          outputs=None) -> None:
         """On log iterations, read the last rescale's statistics (the only
         host synchronisation) into the message hub, or drop stale ones."""
@@ -231,12 +292,16 @@ class WeightRescaleHook(Hook):
             return
         scalars = runner.message_hub.log_scalars
         stats, self._pending_stats = self._pending_stats, None
+        change, self._pending_change = self._pending_change, None
+        for key in self.STATS_KEYS:
+            scalars.pop(key, None)
         if stats is None:
-            for key in self.STATS_KEYS:
-                scalars.pop(key, None)
             return
-        values = (stats.norm_mean, stats.norm_min, stats.norm_max,
-                  stats.zero_rows)
+        values = [
+            stats.norm_mean, stats.norm_min, stats.norm_max, stats.zero_rows
+        ]
+        if change is not None:
+            values.append(float(change))
         for key, value in zip(self.STATS_KEYS, values):
             scalars[key] = HistoryBuffer()  # this rescale's value, no window
             scalars[key].update(value)
@@ -249,10 +314,10 @@ class WeightRescaleHook(Hook):
             if isinstance(hook, LoggerHook):
                 if hook.every_n_inner_iters(batch_idx, hook.interval):
                     return True
-                return bool(hook.end_of_epoch(runner.train_dataloader,
-                                              batch_idx) and
-                            (not hook.ignore_last or len(
-                                runner.train_dataloader) <= hook.interval))
+                return bool(
+                    hook.end_of_epoch(runner.train_dataloader, batch_idx)
+                    and (not hook.ignore_last
+                         or len(runner.train_dataloader) <= hook.interval))
         return False
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -264,10 +329,39 @@ class WeightRescaleHook(Hook):
             return
         state = checkpoint.get('wrs_mm', {}).get('WeightRescaleHook')
         if state is None:
-            print_log('WeightRescaleHook: the checkpoint has no WRS state; '
-                      'counting optimizer steps from the resumed iteration.',
-                      logger='current', level=30)
+            print_log(
+                'WeightRescaleHook: the checkpoint has no WRS state; '
+                'counting optimizer steps from the resumed iteration.',
+                logger='current',
+                level=30)
             self.steps = checkpoint.get('meta', {}).get('iter', 0)
             return
         self.steps = state['steps']
         self.num_rescales = state['num_rescales']
+
+
+def _granularity(rows: int, channels: int) -> str:
+    if not rows:
+        return '-'
+    gran = granularity_of(rows, channels)
+    return f'group({rows})' if gran == 'group' else gran
+
+
+def _eps_terms(model, rescaled) -> dict:
+    """What the meter needs of each rescaled weight: its BatchNorms' live
+    ``running_var`` and eps, or a weight-standardised layer's eps."""
+    modules = dict(model.named_modules())
+    terms = {}
+    for v in rescaled:
+        layer = modules.get(v.name.rsplit('.', 1)[0])
+        if v.kind == 'ws':
+            eps = getattr(layer, 'eps', None)
+            if isinstance(eps, float):
+                terms[v.name] = EpsTerm(ws_eps=eps)
+            continue
+        norms = [modules.get(n) for n in v.norms]
+        if norms and all(
+                getattr(m, 'running_var', None) is not None for m in norms):
+            terms[v.name] = EpsTerm(norms=[(m.running_var, m.eps)
+                                           for m in norms])
+    return terms

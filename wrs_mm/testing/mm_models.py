@@ -1,16 +1,17 @@
 """Real mmdet / mmseg models built from their installed configs (no pretrained
-weights) and one real training batch from ``../shared/data/coco_tiny``."""
+weights) and one real training batch from coco_tiny."""
 import os
+import tempfile
 
+import cv2
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 
-from conftest import SHARED
-
-COCO = os.path.join(SHARED, 'coco_tiny') + '/'
+from .paths import coco_root
+from .small_scale import make_voc_from_coco
 
 
 def cfg_path(config: str) -> str:
@@ -18,8 +19,8 @@ def cfg_path(config: str) -> str:
     if '::' not in config:
         return config
     pkg, rel = config.split('::')
-    return os.path.join(os.path.dirname(__import__(pkg).__file__), '.mim',
-                        'configs', rel)
+    return os.path.join(
+        os.path.dirname(__import__(pkg).__file__), '.mim', 'configs', rel)
 
 
 def no_pretrained(model_cfg):
@@ -31,7 +32,10 @@ def no_pretrained(model_cfg):
     return model_cfg
 
 
-def det_model_and_loss(config: str, size=192, batch=2, with_mask=False,
+def det_model_and_loss(config: str,
+                       size=192,
+                       batch=2,
+                       with_mask=False,
                        model_overrides=None):
     """Build the detector of ``config`` (an ``mmdet::`` path or an absolute
     one) and a callable returning its training loss on real COCO images."""
@@ -39,23 +43,30 @@ def det_model_and_loss(config: str, size=192, batch=2, with_mask=False,
     init_default_scope('mmdet')
     cfg = Config.fromfile(cfg_path(config))
     if model_overrides:
-        cfg.merge_from_dict({'model.' + k: v
-                             for k, v in model_overrides.items()})
+        cfg.merge_from_dict({
+            'model.' + k: v
+            for k, v in model_overrides.items()
+        })
     model_cfg = no_pretrained(cfg.model)
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
     model.init_weights()
-    dataset = DATASETS.build(dict(
-        type='CocoDataset', data_root=COCO,
-        ann_file='annotations/instances_train2017.json',
-        data_prefix=dict(img='train2017/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=32),
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations', with_bbox=True, with_mask=with_mask),
-            dict(type='Resize', scale=(size, size), keep_ratio=True),
-            dict(type='PackDetInputs')
-        ]))
+    dataset = DATASETS.build(
+        dict(
+            type='CocoDataset',
+            data_root=coco_root(),
+            ann_file='annotations/instances_train2017.json',
+            data_prefix=dict(img='train2017/'),
+            filter_cfg=dict(filter_empty_gt=True, min_size=32),
+            pipeline=[
+                dict(type='LoadImageFromFile'),
+                dict(
+                    type='LoadAnnotations',
+                    with_bbox=True,
+                    with_mask=with_mask),
+                dict(type='Resize', scale=(size, size), keep_ratio=True),
+                dict(type='PackDetInputs')
+            ]))
     data = pseudo_collate([dataset[i] for i in range(batch)])
     model.train()
 
@@ -69,15 +80,10 @@ def det_model_and_loss(config: str, size=192, batch=2, with_mask=False,
 def seg_model_and_loss(config: str, size=64, batch=2):
     """The segmentor of ``config`` (SyncBN reverted to BN) and its loss on
     real COCO images with VOC labels rasterised from their instance masks
-    (``small_scale.make_voc_from_coco``)."""
-    import tempfile
-
-    import cv2
+    (:func:`~wrs_mm.testing.small_scale.make_voc_from_coco`)."""
     from mmengine.structures import PixelData
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
-
-    from wrs_mm.small_scale import make_voc_from_coco
     init_default_scope('mmseg')
     cfg = Config.fromfile(cfg_path(config))
     cfg.model.pretrained = None
@@ -85,20 +91,24 @@ def seg_model_and_loss(config: str, size=64, batch=2):
     torch.manual_seed(0)
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
     model.init_weights()
-    voc = make_voc_from_coco(tempfile.mkdtemp(), n_train=batch, n_val=1,
-                             size=size)
+    voc = make_voc_from_coco(
+        tempfile.mkdtemp(), n_train=batch, n_val=1, size=size)
     with open(os.path.join(voc, 'ImageSets/Segmentation/train.txt')) as f:
         names = f.read().split()
     imgs, samples = [], []
     for name in names:
         img = cv2.imread(os.path.join(voc, 'JPEGImages', name + '.jpg'))
-        label = cv2.imread(os.path.join(voc, 'SegmentationClass',
-                                        name + '.png'), cv2.IMREAD_GRAYSCALE)
+        label = cv2.imread(
+            os.path.join(voc, 'SegmentationClass', name + '.png'),
+            cv2.IMREAD_GRAYSCALE)
         imgs.append(torch.from_numpy(img).permute(2, 0, 1).contiguous())
         s = SegDataSample()
         s.gt_sem_seg = PixelData(data=torch.from_numpy(label)[None].long())
-        s.set_metainfo(dict(img_shape=(size, size), ori_shape=(size, size),
-                            pad_shape=(size, size)))
+        s.set_metainfo(
+            dict(
+                img_shape=(size, size),
+                ori_shape=(size, size),
+                pad_shape=(size, size)))
         samples.append(s)
     data = dict(inputs=imgs, data_samples=samples)
     model.train()

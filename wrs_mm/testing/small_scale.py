@@ -1,10 +1,8 @@
 """Run the shipped configs at CPU scale on the small real data sets: shrink a
 config (small images, few images and iterations, constant lr, no pretrained
 weights, deterministic pipeline), train and evaluate it through the real
-mmengine Runner. Used by the tests and by ``tools/demo.py``.
-
-The data lives in ``$WRS_MM_DATA`` (default: ``../shared/data`` next to the
-repository): ``coco_tiny/`` in the COCO layout.
+mmengine Runner. Used by the tests and by ``tools/demo.py``; the data is found
+by :func:`~wrs_mm.testing.paths.data_root`.
 """
 import json
 import os
@@ -14,30 +12,44 @@ import numpy as np
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.environ.get('WRS_MM_DATA',
-                      os.path.join(os.path.dirname(ROOT), 'shared', 'data'))
-if not os.path.isdir(DATA):
-    raise FileNotFoundError(
-        f'small real data sets not found at {DATA}: set WRS_MM_DATA to the '
-        'folder holding coco_tiny/, shanghaitech_b_subset/, crowd_points/')
-COCO = os.path.join(DATA, 'coco_tiny') + '/'
-# COCO category name -> PASCAL VOC class index (all 20 VOC classes exist in COCO)
+from .paths import coco_root, repo_root
+
+# COCO category name -> PASCAL VOC class index (all 20 VOC classes exist in
+# COCO)
 VOC_FROM_COCO = {
-    'airplane': 1, 'bicycle': 2, 'bird': 3, 'boat': 4, 'bottle': 5, 'bus': 6,
-    'car': 7, 'cat': 8, 'chair': 9, 'cow': 10, 'dining table': 11, 'dog': 12,
-    'horse': 13, 'motorcycle': 14, 'person': 15, 'potted plant': 16,
-    'sheep': 17, 'couch': 18, 'train': 19, 'tv': 20
+    'airplane': 1,
+    'bicycle': 2,
+    'bird': 3,
+    'boat': 4,
+    'bottle': 5,
+    'bus': 6,
+    'car': 7,
+    'cat': 8,
+    'chair': 9,
+    'cow': 10,
+    'dining table': 11,
+    'dog': 12,
+    'horse': 13,
+    'motorcycle': 14,
+    'person': 15,
+    'potted plant': 16,
+    'sheep': 17,
+    'couch': 18,
+    'train': 19,
+    'tv': 20
 }
 RANDOM_AUG = ('Expand', 'MinIoURandomCrop', 'RandomFlip',
               'PhotoMetricDistortion', 'RandomCrop')
 
 
 def all_configs():
-    out = []
-    for d, _, files in os.walk(os.path.join(ROOT, 'configs')):
-        out += [os.path.relpath(os.path.join(d, f), ROOT) for f in files
-                if f.endswith('.py') and '_base_' not in d]
+    """The checkout's configs (``_base_`` excepted), relative to it."""
+    root, out = repo_root(), []
+    for d, _, files in os.walk(os.path.join(root, 'configs')):
+        out += [
+            os.path.relpath(os.path.join(d, f), root) for f in files
+            if f.endswith('.py') and '_base_' not in d
+        ]
     return sorted(out)
 
 
@@ -79,29 +91,33 @@ def _common(cfg, work_dir, batch_size=2, wrs_interval=3):
             dict(type='InfiniteSampler', shuffle=False)
 
 
-def shrink_det(cfg: Config, work_dir, size=128, epochs=3, depth=None,
-               images=2, batch_size=2):
+def shrink_det(cfg: Config,
+               work_dir,
+               size=128,
+               epochs=3,
+               depth=None,
+               images=2,
+               batch_size=2):
     """COCO detector: ``images`` train and val images of coco_tiny (``None``:
     all 80), ``batch_size`` per iteration, ``epochs`` epochs."""
     _common(cfg, work_dir, batch_size)
     cfg.model.backbone.init_cfg = None
     if depth:
         cfg.model.backbone.depth = depth
-    for key, split in (('train_dataloader', 'train'), ('val_dataloader', 'val'),
-                       ('test_dataloader', 'val')):
+    for key, split in (('train_dataloader', 'train'),
+                       ('val_dataloader', 'val'), ('test_dataloader', 'val')):
         ds = cfg[key].dataset
-        ds.data_root = COCO
+        ds.data_root = coco_root()
         ds.ann_file = f'annotations/instances_{split}2017.json'
         ds.data_prefix = dict(img=f'{split}2017/')
         ds.indices = images
         ds.pipeline = _shrink_pipeline(ds.pipeline, size)
     for key in ('val_evaluator', 'test_evaluator'):
-        cfg[key].ann_file = COCO + 'annotations/instances_val2017.json'
+        cfg[key].ann_file = coco_root() + 'annotations/instances_val2017.json'
     _small_heads(cfg.model.get('train_cfg'))
     _small_heads(cfg.model.get('test_cfg'))
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
-                                        interval=epochs)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=epochs)
     return cfg
 
 
@@ -109,35 +125,40 @@ def make_voc_from_coco(out_dir, n_train=4, n_val=2, size=96):
     """A PASCAL-VOC-layout segmentation set from coco_tiny's real images,
     their instance masks rasterised into the 20 VOC classes (0 background)."""
     from pycocotools.coco import COCO as CocoApi
+    coco = coco_root()
     for sub in ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation'):
         os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
     for split, n in (('train', n_train), ('val', n_val)):
-        api = CocoApi(f'{COCO}annotations/instances_{split}2017.json')
-        cats = {c['id']: VOC_FROM_COCO.get(c['name'], 0)
-                for c in api.loadCats(api.getCatIds())}
+        api = CocoApi(f'{coco}annotations/instances_{split}2017.json')
+        cats = {
+            c['id']: VOC_FROM_COCO.get(c['name'], 0)
+            for c in api.loadCats(api.getCatIds())
+        }
         ids = []
         for img_id in sorted(api.getImgIds()):
             anns = api.loadAnns(api.getAnnIds(imgIds=img_id, iscrowd=False))
             if not any(cats[a['category_id']] for a in anns):
                 continue
             info = api.loadImgs(img_id)[0]
-            img = cv2.imread(f"{COCO}{split}2017/{info['file_name']}")
+            img = cv2.imread(f"{coco}{split}2017/{info['file_name']}")
             label = np.zeros(img.shape[:2], np.uint8)
             for a in sorted(anns, key=lambda a: -a['area']):
                 if cats[a['category_id']]:
                     label[api.annToMask(a) > 0] = cats[a['category_id']]
             name = f'{split}_{img_id:012d}'
-            cv2.imwrite(os.path.join(out_dir, 'JPEGImages', name + '.jpg'),
-                        cv2.resize(img, (size, size)))
-            cv2.imwrite(os.path.join(out_dir, 'SegmentationClass', name +
-                                     '.png'),
-                        cv2.resize(label, (size, size),
-                                   interpolation=cv2.INTER_NEAREST))
+            cv2.imwrite(
+                os.path.join(out_dir, 'JPEGImages', name + '.jpg'),
+                cv2.resize(img, (size, size)))
+            cv2.imwrite(
+                os.path.join(out_dir, 'SegmentationClass', name + '.png'),
+                cv2.resize(
+                    label, (size, size), interpolation=cv2.INTER_NEAREST))
             ids.append(name)
             if len(ids) == n:
                 break
-        with open(os.path.join(out_dir, 'ImageSets/Segmentation',
-                               split + '.txt'), 'w') as f:
+        with open(
+                os.path.join(out_dir, 'ImageSets/Segmentation',
+                             split + '.txt'), 'w') as f:
             f.write('\n'.join(ids) + '\n')
     return out_dir
 
@@ -150,23 +171,25 @@ def shrink_seg(cfg: Config, work_dir, voc_root, size=64, iters=3, depth=50):
     cfg.model.backbone.depth = depth
     cfg.model.data_preprocessor.size = (size, size)
     cfg.data_preprocessor = cfg.model.data_preprocessor
-    for key, split in (('train_dataloader', 'train'), ('val_dataloader', 'val'),
-                       ('test_dataloader', 'val')):
+    for key, split in (('train_dataloader', 'train'),
+                       ('val_dataloader', 'val'), ('test_dataloader', 'val')):
         base = cfg[key].dataset
         pipeline = base.pipeline if 'pipeline' in base else \
             base.datasets[0].pipeline
         cfg[key].dataset = dict(
-            type='PascalVOCDataset', data_root=voc_root,
-            data_prefix=dict(img_path='JPEGImages',
-                             seg_map_path='SegmentationClass'),
+            type='PascalVOCDataset',
+            data_root=voc_root,
+            data_prefix=dict(
+                img_path='JPEGImages', seg_map_path='SegmentationClass'),
             ann_file=f'ImageSets/Segmentation/{split}.txt',
             pipeline=_shrink_pipeline(pipeline, size))
         if key != 'train_dataloader':
             cfg[key].dataset.pipeline = [
-                t for t in cfg[key].dataset.pipeline if t['type'] !=
-                'TestTimeAug']
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
-                                        interval=iters)
+                t for t in cfg[key].dataset.pipeline
+                if t['type'] != 'TestTimeAug'
+            ]
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', by_epoch=False, interval=iters)
     return cfg
 
 
@@ -204,8 +227,14 @@ def train_and_test(cfg: Config):
     return runner, losses, metrics
 
 
-def shrink_counting(cfg: Config, work_dir, data_root, crop=128, epochs=3,
-                    batch_size=4, test_long_side=320, lr=1e-3):
+def shrink_counting(cfg: Config,
+                    work_dir,
+                    data_root,
+                    crop=128,
+                    epochs=3,
+                    batch_size=4,
+                    test_long_side=320,
+                    lr=1e-3):
     """Counting config on a ShanghaiTech-layout set (``data_root`` with
     ``train_data`` / ``test_data``): ``crop`` px crops, ``epochs`` epochs,
     test images scaled to ``test_long_side``, no pretrained weights."""
@@ -214,8 +243,8 @@ def shrink_counting(cfg: Config, work_dir, data_root, crop=128, epochs=3,
     _common(cfg, work_dir, batch_size, wrs_interval=None)  # keep tau
     cfg.optim_wrapper.optimizer.lr = lr
     for key, split in (('train_dataloader', 'train_data'),
-                       ('val_dataloader', 'test_data'),
-                       ('test_dataloader', 'test_data')):
+                       ('val_dataloader', 'test_data'), ('test_dataloader',
+                                                         'test_data')):
         ds = cfg[key].dataset
         ds.type = 'ShanghaiTechDataset'
         ds.data_root = data_root
@@ -228,7 +257,6 @@ def shrink_counting(cfg: Config, work_dir, data_root, crop=128, epochs=3,
                 if key != 'train_dataloader':
                     t['max_long'] = test_long_side
     cfg.train_dataloader.collate_fn = dict(type='default_collate')
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
-                                        interval=epochs, save_best='mae',
-                                        rule='less')
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=epochs, save_best='mae', rule='less')
     return cfg

@@ -1,0 +1,15 @@
+"""What the scripts in ``tools/`` build on (mmdet's name for it): mmdet's
+launcher flags and config handling (:mod:`.launch`), a model and its training
+batches from any config (:mod:`.from_config`), and the norm-dynamics figure
+(:mod:`.norm_plot`)."""
+from .from_config import build_from_config
+from .launch import (add_launch_args, allow_full_checkpoint_load, build_runner,
+                     load_config, parse_launch_args, restore_checkpoint_seed,
+                     setup_cpu_distributed)
+from .norm_plot import plot_norm_dynamics
+
+__all__ = [
+    'build_from_config', 'add_launch_args', 'allow_full_checkpoint_load',
+    'build_runner', 'load_config', 'parse_launch_args',
+    'restore_checkpoint_seed', 'setup_cpu_distributed', 'plot_norm_dynamics'
+]

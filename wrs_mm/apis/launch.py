@@ -1,0 +1,125 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: mmdet's launcher flags
+and config handling, and multi-process runs on machines without CUDA."""
+import argparse
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config, DictAction
+from mmengine.hub import get_config
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import CheckpointLoader, Runner, find_latest_checkpoint
+
+
+def add_launch_args(parser: argparse.ArgumentParser) -> None:
+    """``--cfg-options``, ``--launcher``, ``--local-rank`` as mmdet's tools."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_launch_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The runner of ``cfg`` (``runner_type`` honoured); on a machine without
+    CUDA, a distributed launch runs on CPU (:func:`setup_cpu_distributed`)."""
+    setup_cpu_distributed(cfg)
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg \
+        else RUNNERS.build(cfg)
+
+
+def load_config(path: str,
+                cfg_options=None,
+                launcher: str = 'none',
+                work_dir: str = None) -> Config:
+    """The config as mmdet's tools load it (a path, or ``mmdet::`` /
+    ``mmseg::`` for an installed package's config): ``--cfg-options`` merged,
+    the launcher set, ``work_dir`` from the argument, the config, or
+    ``./work_dirs/<config name>``."""
+    # 'mmdet::x.py' / 'mmseg::x.py': a config of an installed package
+    cfg = get_config(path) if '::' in path else Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def restore_checkpoint_seed(cfg: Config) -> Optional[int]:
+    """Make ``resume`` bitwise exact when the config sets no seed.
+
+    mmengine puts the checkpoint's seed back only after the model and the
+    train dataloader exist, so a run resumed without ``randomness.seed``
+    samples and augments with a fresh seed. With ``cfg.resume`` and no seed,
+    this reads the seed of the checkpoint to resume from (``load_from``, or
+    the latest in the work dir) into ``cfg.randomness.seed`` before the
+    runner is built. Returns the seed restored, or None (a seed in the
+    config, no checkpoint, or a checkpoint without one)."""
+    randomness = dict(cfg.get('randomness') or {})
+    if not cfg.get('resume') or randomness.get('seed') is not None:
+        return None
+    path = cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
+    if not path:
+        return None
+    meta = CheckpointLoader.load_checkpoint(
+        path, map_location='cpu').get('meta', {})
+    seed = meta.get('seed')
+    if seed is not None:
+        cfg.randomness = dict(randomness, seed=seed)
+        print_log(
+            f'resume: seed {seed} of {path} restored (the config sets '
+            'none)',
+            logger='current')
+    return seed
+
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """With a launcher but no CUDA (``dist_train.sh`` on CPU machines): DDP
+    without ``device_ids`` over gloo, its process group started here from
+    torchrun's environment, so that mmengine (whose ``init_dist`` always
+    calls ``torch.cuda.set_device``) finds it started. Nothing to do with
+    CUDA or without a launcher."""
+    launcher = cfg.get('launcher', 'none')
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher != 'pytorch':
+        raise RuntimeError(f'--launcher {launcher} needs CUDA; on a CPU-only '
+                           'machine use --launcher pytorch (torchrun, as '
+                           'tools/dist_train.sh does)')
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg',
+                                             {})['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo', init_method='env://')
+
+
+def allow_full_checkpoint_load() -> None:
+    """For the scripts in ``tools/`` (called at their start, never by the
+    library): mmengine 0.10.x calls ``torch.load`` without
+    ``weights_only=False``, so torch >= 2.6 refuses its own checkpoints
+    (optimizer and message-hub state) on ``--resume``. Restores torch's old
+    default for this process, unless the user set the variable."""
+    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')

@@ -1,0 +1,194 @@
+"""The one object through which wrs_mm acts on a training run.
+
+``WeightRescaleHook``, ``paramwise_cfg.shifted_reg`` of
+``WRSOptimWrapperConstructor`` and ``NormDynamicsHook`` never talk to each
+other; each registers with the :class:`WRSPlugin` of the run's optimizer
+wrapper (``WRSPlugin.of(optim_wrapper, model)``), which owns
+
+* the invariance analysis of the first real training forward
+  (:func:`wrs_mm.core.classify` on the forward's autograd graph), handed to the
+  features that need it in :data:`SETUP_ORDER`;
+* one torch optimizer step pre-hook and one post-hook, which call the
+  features' callbacks in :data:`PRE_STEP_ORDER` / :data:`POST_STEP_ORDER`;
+* the handles of every torch hook it installed, removed by :meth:`remove`
+  (``WeightRescaleHook`` and ``NormDynamicsHook`` remove their own callbacks
+  in ``after_train``; the shifted regularizer, which has no end-of-training
+  point, keeps its callback as long as the optimizer lives, or until
+  ``WRSPlugin.of(optim_wrapper, model).remove()``).
+
+Why torch optimizer hooks and not an ``OptimWrapper`` subclass or
+``after_train_iter``: they fire exactly on real optimizer steps, i.e. once per
+accumulated update (``accumulative_counts``), never for an AMP step skipped
+for inf / NaN gradients, and after ``GradScaler`` has unscaled the gradients;
+and the config keeps the standard ``OptimWrapper`` / ``AmpOptimWrapper``
+(mmdet's ``--amp`` replaces the wrapper type; mmseg refuses custom ones).
+
+What the features agree on through the optimizer's param groups is named in
+:mod:`wrs_mm.engine.param_groups`.
+"""
+import weakref
+from typing import Callable, Dict, List, Optional
+
+import torch
+from mmengine.dist import broadcast_object_list, get_world_size
+from mmengine.model import is_model_wrapper
+from torch import nn
+
+from ..core import InvarianceRecorder, InvarianceReport, classify, loss_tensors
+
+SHIFTED_REG = 'shifted_reg'
+WEIGHT_RESCALE = 'weight_rescale'
+NORM_DYNAMICS = 'norm_dynamics'
+
+#: Who receives the analysis first: the regularizer's weights (chosen by the
+#: optimizer config) are claimed before the WRS hook claims its own, so that a
+#: weight wanted by both is reported by the hook.
+SETUP_ORDER = (SHIFTED_REG, WEIGHT_RESCALE)
+#: Before a step: the shifted regularizer adds its gradient, then the norm
+#: probe reads the final gradients.
+PRE_STEP_ORDER = (SHIFTED_REG, NORM_DYNAMICS)
+#: After a step: the norm probe measures the optimizer's step, then WRS
+#: rescales the weights.
+POST_STEP_ORDER = (NORM_DYNAMICS, WEIGHT_RESCALE)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DDP / FSDP wrapper (or the model itself)."""
+    return model.module if is_model_wrapper(model) else model
+
+
+class WRSPlugin:
+    """State wrs_mm keeps for one model and its optimizer; see the module doc.
+
+    Args:
+        model (nn.Module): the model, wrapped or not.
+        optimizer (torch.optim.Optimizer): its optimizer.
+    """
+    _ATTR = '_wrs_mm_plugin'
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer):
+        self.model = unwrap(model)
+        self.optimizer = optimizer
+        self.report: Optional[InvarianceReport] = None
+        self._setups: Dict[str, Callable[[InvarianceReport], None]] = {}
+        self._pre: Dict[str, Callable[[], None]] = {}
+        self._post: Dict[str, Callable[[], None]] = {}
+        self._forward_handles: List = []
+        self._step_handles: List = []
+        self._recorder: Optional[InvarianceRecorder] = None
+
+    @classmethod
+    def of(cls, optim_wrapper, model: nn.Module) -> 'WRSPlugin':
+        """The plugin of ``optim_wrapper`` (an mmengine ``OptimWrapper``),
+        created on first use."""
+        plugin = getattr(optim_wrapper, cls._ATTR, None)
+        if plugin is None:
+            plugin = cls(model, optim_wrapper.optimizer)
+            setattr(optim_wrapper, cls._ATTR, plugin)
+        return plugin
+
+    # the analysis -------------------------------------------------------
+    def on_analysis(self, feature: str, setup: Callable[[InvarianceReport],
+                                                        None]) -> None:
+        """Call ``setup(report)`` once the first training forward has been
+        analysed (at once if it has been), in :data:`SETUP_ORDER`."""
+        if feature not in SETUP_ORDER:
+            raise ValueError(f'unknown feature {feature!r}; one of '
+                             f'{SETUP_ORDER}')
+        if self.report is not None:
+            setup(self.report)
+            return
+        self._setups[feature] = setup
+        if not self._forward_handles:
+            self._install_forward_hooks()
+
+    def _install_forward_hooks(self) -> None:
+        # closures over weak references, not bound methods: a deepcopy of the
+        # model (EMA) shares the hooks, which ignore calls on any other module
+        ref, target = weakref.ref(self), weakref.ref(self.model)
+
+        def pre(module, args):
+            plugin = ref()
+            if plugin is not None and module is target():
+                plugin._start_analysis(module)
+
+        def post(module, args, output):
+            plugin = ref()
+            if plugin is not None and module is target():
+                plugin._finish_analysis(module, output)
+
+        self._forward_handles = [
+            self.model.register_forward_pre_hook(pre),
+            self.model.register_forward_hook(post)
+        ]
+
+    def _start_analysis(self, model: nn.Module) -> None:
+        if self.report is None and self._recorder is None and model.training:
+            self._recorder = InvarianceRecorder(model).__enter__()
+
+    def _finish_analysis(self, model: nn.Module, output) -> None:
+        """Classify the parameters from this forward's losses (before any
+        backward or step); under DDP every rank takes rank 0's report."""
+        if self._recorder is None:
+            return
+        recorder, self._recorder = self._recorder, None
+        recorder.__exit__(None, None, None)
+        report = classify(model, loss_tensors(output), recorder)
+        if get_world_size() > 1:
+            box = [report]
+            broadcast_object_list(box, src=0)
+            report = box[0]
+        self.report = report
+        self._remove(self._forward_handles)
+        setups, self._setups = self._setups, {}
+        for feature in SETUP_ORDER:
+            if feature in setups:
+                setups[feature](report)
+
+    # the optimizer step -------------------------------------------------
+    def on_step(self,
+                feature: str,
+                pre: Optional[Callable[[], None]] = None,
+                post: Optional[Callable[[], None]] = None) -> None:
+        """Call ``pre()`` before and ``post()`` after every real optimizer
+        step, in :data:`PRE_STEP_ORDER` / :data:`POST_STEP_ORDER`."""
+        for fn, order, table in ((pre, PRE_STEP_ORDER, self._pre),
+                                 (post, POST_STEP_ORDER, self._post)):
+            if fn is None:
+                continue
+            if feature not in order:
+                raise ValueError(f'{feature!r} has no place in {order}')
+            table[feature] = fn
+        if not self._step_handles:
+            self._step_handles = [
+                self.optimizer.register_step_pre_hook(
+                    lambda *_: self._run(self._pre, PRE_STEP_ORDER)),
+                self.optimizer.register_step_post_hook(
+                    lambda *_: self._run(self._post, POST_STEP_ORDER))
+            ]
+
+    @staticmethod
+    def _run(table: dict, order: tuple) -> None:
+        for feature in order:
+            fn = table.get(feature)
+            if fn is not None:
+                fn()
+
+    def remove(self, feature: Optional[str] = None) -> None:
+        """Stop calling ``feature`` at optimizer steps (every feature when
+        None); the torch hooks go when no feature is left."""
+        for table in (self._pre, self._post, self._setups):
+            if feature is None:
+                table.clear()
+            else:
+                table.pop(feature, None)
+        if not (self._pre or self._post):
+            self._remove(self._step_handles)
+        if not self._setups:
+            self._remove(self._forward_handles)
+
+    @staticmethod
+    def _remove(handles: list) -> None:
+        for h in handles:
+            h.remove()
+        handles.clear()

@@ -1,0 +1,35 @@
+"""Where the checkout's configs and the small real data sets are."""
+import os
+
+_PACKAGE_PARENT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def repo_root() -> str:
+    """The checkout holding ``configs/`` and ``tools/`` (wrs_mm installed
+    editable, as ``make install`` does)."""
+    if not os.path.isdir(os.path.join(_PACKAGE_PARENT, 'configs')):
+        raise FileNotFoundError(
+            'wrs_mm is not imported from a checkout '
+            f'({_PACKAGE_PARENT} has no configs/): install it with '
+            '`pip install -e .` from the clone')
+    return _PACKAGE_PARENT
+
+
+def data_root() -> str:
+    """``$WRS_MM_DATA``, else ``shared/data`` next to the checkout: the folder
+    holding ``coco_tiny/``, ``shanghaitech_b_subset/`` and
+    ``crowd_points/``."""
+    path = os.environ.get('WRS_MM_DATA') or os.path.join(
+        os.path.dirname(_PACKAGE_PARENT), 'shared', 'data')
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f'small real data sets not found at {path}: set WRS_MM_DATA to '
+            'the folder holding coco_tiny/, shanghaitech_b_subset/, '
+            'crowd_points/')
+    return path
+
+
+def coco_root() -> str:
+    """``coco_tiny/`` (COCO layout), with a trailing slash."""
+    return os.path.join(data_root(), 'coco_tiny') + '/'

@@ -1,0 +1,25 @@
+"""What tests read from an mmengine runner."""
+from typing import Dict, Type
+
+from ..engine.param_groups import group_index
+from ..engine.plugin import unwrap
+
+
+def get_hook(runner, cls: Type):
+    """The runner's one hook of type ``cls``."""
+    hooks = [h for h in runner.hooks if isinstance(h, cls)]
+    if len(hooks) != 1:
+        raise LookupError(f'expected one {cls.__name__} in the runner, found '
+                          f'{len(hooks)}')
+    return hooks[0]
+
+
+def groups_by_name(optimizer, model) -> Dict[str, dict]:
+    """``{parameter name: its param group}`` of ``optimizer`` (a torch
+    optimizer or an mmengine ``OptimWrapper``) over ``model`` (wrapped or
+    not)."""
+    index = group_index(getattr(optimizer, 'optimizer', optimizer))
+    return {
+        n: index[id(p)]
+        for n, p in unwrap(model).named_parameters() if id(p) in index
+    }
