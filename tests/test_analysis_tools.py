@@ -107,16 +107,23 @@ def test_study_script_runs_and_reports_every_regime(tmp_path):
         'none': 9
     }),
     ('mmdet::retinanet/retinanet_r18_fpn_1x_coco.py', None),
+    ('mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py', {
+        'channel': 28,
+        'none': 2
+    }),
 ])
 def test_analyze_installed_config_offline_with_synthetic_batch(
         tmp_path, config, totals):
-    """Configs whose data is not on disk: ``mmdet::`` path, random batch,
-    no pretrained download (RetinaNet's torchvision ResNet-18), the batch
-    augmentation of YOLOX (BatchSyncRandomResize reads the message hub)."""
+    """Configs whose data is not on disk (COCO, Cityscapes): ``mmdet::`` /
+    ``mmseg::`` path, random batch, no pretrained download (RetinaNet's
+    torchvision ResNet-18, PSPNet's ResNet-18-v1c), the batch augmentation
+    of YOLOX (BatchSyncRandomResize reads the message hub), SyncBN of PSPNet
+    on one process."""
     out = tmp_path / 'report.json'
+    size = '64' if config.startswith('mmseg') else '96'
     res = _run(
         os.path.join(TOOLS, 'analyze_invariance.py'), config,
-        '--synthetic-batch', '96', '96', '--verify', '--out', str(out),
+        '--synthetic-batch', size, size, '--verify', '--out', str(out),
         '--cfg-options', 'train_dataloader.batch_size=2')
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.load(open(out))
