@@ -53,6 +53,13 @@ CONFIGS.update({
     for data in ('ucf-qnrf', 'shtech-a', 'shtech-b')
     for reg in ('wd', 'wrs')
 })
+CONFIGS.update({
+    os.path.relpath(os.path.join(d, f), ROOT):
+    ('cls', 'wrs' if '-wrs-' in f else 'wd')
+    for d, _, files in os.walk(
+        os.path.join(ROOT, 'configs', 'classification')) if '_base_' not in d
+    for f in files
+})
 
 
 def test_every_config_has_a_test():
@@ -86,6 +93,9 @@ def test_config_trains_and_evaluates(config, tmp_path, request):
         C.shrink_det(cfg, tmp_path, depth=50 if 'r101' in config else None)
     elif task == 'seg':
         C.shrink_seg(cfg, tmp_path, request.getfixturevalue('voc_root'))
+    elif task == 'cls':  # 3 epochs of 2 iterations on the CIFAR-10 subset
+        # (SGD at the scaled lr 0.02 first raises the loss of a fresh BN net)
+        C.shrink_cls(cfg, tmp_path, lr=2e-3 if '_sgdm-' in config else None)
     else:  # the other real crowd photographs, 2 epochs of 8 iterations
         C.shrink_counting(
             cfg,
@@ -100,14 +110,22 @@ def test_config_trains_and_evaluates(config, tmp_path, request):
     if task == 'count':  # random crops: compare the epochs' mean losses
         assert len(losses) == 16
         assert sum(losses[8:]) < sum(losses[:8]), losses
+    elif task == 'cls':  # the same two batches each epoch: first vs last
+        assert len(losses) == 6
+        assert sum(losses[4:]) < sum(losses[:2]), losses
     else:
         assert len(losses) == 3 and losses[-1] < losses[0], losses
-    ckpt = dict(det='epoch_3.pth', seg='iter_3.pth', count='epoch_2.pth')
+    ckpt = dict(
+        det='epoch_3.pth',
+        seg='iter_3.pth',
+        count='epoch_2.pth',
+        cls='epoch_3.pth')
     assert os.path.isfile(os.path.join(tmp_path, ckpt[task]))
     keys = {
         'det': ['coco/bbox_mAP', 'coco/bbox_mAP_50'],
         'seg': ['mIoU', 'aAcc'],
-        'count': ['mae', 'mse']
+        'count': ['mae', 'mse'],
+        'cls': ['accuracy/top1']
     }[task]
     if 'mask-rcnn' in config:
         keys.append('coco/segm_mAP')
@@ -119,8 +137,9 @@ def test_config_trains_and_evaluates(config, tmp_path, request):
     if reg == 'wrs':
         hook, = hooks
         assert hook.rescaler is not None and len(hook.rescaler) > 0
-        # tau=3 in the test over 3 steps; tau=1 (kept) for counting
-        assert hook.num_rescales == (16 if task == 'count' else 1)
+        # tau=3 in the test over 3 steps (6 for classification); tau=1
+        # (kept) for counting
+        assert hook.num_rescales == dict(count=16, cls=2).get(task, 1)
         params = dict(runner.model.named_parameters())
         for e in hook.rescaler.pack.entries:  # last step was a rescale
             norms = params[e.name].detach().reshape(e.rows, -1).norm(dim=1)

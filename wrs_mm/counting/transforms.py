@@ -5,14 +5,14 @@ code): cap the long side (2048 for UCF-QNRF) and optionally raise the short
 side, random crop with the points kept consistent (points outside dropped),
 horizontal flip, and packing into an mmengine data sample.
 """
-import os.path as osp
-
 import mmcv
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 from mmengine.registry import TRANSFORMS
 from mmengine.structures import BaseDataElement
+
+from ..image_io import read_image
 
 
 @TRANSFORMS.register_module()
@@ -22,17 +22,7 @@ class LoadCrowdImage(BaseTransform):
     not an image) ``ValueError``; both name the file."""
 
     def transform(self, results: dict) -> dict:
-        path = results['img_path']
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'image file not found: {path}')
-        try:
-            img = mmcv.imread(path)
-        except Exception as e:  # some decoders raise instead of returning None
-            raise ValueError(f'image {path} could not be decoded (truncated '
-                             f'or not an image): {e}') from e
-        if img is None:
-            raise ValueError(f'image {path} exists but could not be decoded '
-                             '(truncated or not an image)')
+        img = read_image(results['img_path'])
         results['img'] = img
         results['ori_shape'] = results['img_shape'] = img.shape[:2]
         results['scale_factor'] = 1.

@@ -12,7 +12,7 @@ import numpy as np
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from .paths import coco_root, repo_root
+from .paths import coco_root, data_root, repo_root
 
 # COCO category name -> PASCAL VOC class index (all 20 VOC classes exist in
 # COCO)
@@ -259,4 +259,51 @@ def shrink_counting(cfg: Config,
     cfg.train_dataloader.collate_fn = dict(type='default_collate')
     cfg.default_hooks.checkpoint = dict(
         type='CheckpointHook', interval=epochs, save_best='mae', rule='less')
+    return cfg
+
+
+def cifar_subset_root() -> str:
+    """``cifar10_subset/`` (class folders ``train/`` and ``test/``)."""
+    return os.path.join(data_root(), 'cifar10_subset')
+
+
+def shrink_cls(cfg: Config,
+               work_dir,
+               images=(40, 20),
+               epochs=3,
+               batch_size=20,
+               width=None,
+               augment=False,
+               lr=None):
+    """Classification config on the shipped CIFAR-10 subset: ``images`` =
+    (train, test) images spread over the classes, ``epochs`` epochs, backbone
+    widths times ``width`` (None: as configured), the lr set to ``lr`` (None:
+    scaled to the batch size by ``auto_scale_lr``'s linear rule), the random
+    augmentation kept only with ``augment``."""
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs)
+    _common(cfg, work_dir, batch_size)
+    cfg.optim_wrapper.optimizer.lr = lr or cfg.optim_wrapper.optimizer.lr * \
+        batch_size / cfg.auto_scale_lr.base_batch_size
+    if width is not None:
+        cfg.model.backbone.width = width
+    for key, split, n, per_class in (('train_dataloader', 'train', images[0],
+                                      2000), ('val_dataloader', 'test',
+                                              images[1], 1000),
+                                     ('test_dataloader', 'test', images[1],
+                                      1000)):
+        pipeline = cfg.train_pipeline if key == 'train_dataloader' and \
+            augment else cfg.test_pipeline
+        # the subset lists its classes one after the other: take n images
+        # cycling through the 10 classes, so every batch mixes them
+        step = per_class * 10 // n
+        cfg[key].dataset = dict(
+            type='ImageFolderDataset',
+            data_root=cifar_subset_root(),
+            data_prefix=split,
+            indices=[
+                c * per_class + k * step for k in range(n // 10)
+                for c in range(10)
+            ],
+            pipeline=pipeline)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=epochs)
     return cfg
