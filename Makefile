@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test lint bench demo study
+.PHONY: install test lint bench demo study study-cifar gpu-report
 install:
 	bash tools/install.sh $(VENV)
 
@@ -20,6 +20,14 @@ bench: install
 
 study: install
 	$(PY) benchmarks/study_wrs_vs_wd.py
+
+# Liu et al. 2021 Table 1 / Fig. 1 at CPU scale (about 90 min on 2 cores)
+study-cifar: install
+	$(PY) benchmarks/study_cifar10.py --seeds 5 --epochs 12 --extra-arms none
+
+# on a CUDA machine: CUDA tests, op / step overheads, kernel registers (~6 min)
+gpu-report: install
+	$(PY) benchmarks/gpu_report.py --out docs/gpu_report.json
 
 demo: install
 	$(PY) tools/demo.py --work-dir work_dirs/demo

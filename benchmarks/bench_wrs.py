@@ -191,6 +191,64 @@ def build(name, args, device):
     return model, loss_fn
 
 
+def measure(name, args, device, amp) -> dict:
+    """Op and step timings of model ``name`` (sizes from ``args``: batch,
+    size_plain, det_batch, size, channels_last, rounds, op_reps), with the
+    ratios."""
+    model, loss_fn = build(name, args, device)
+    inv = analyze_invariance(model, loss_fn).invariant()
+    params = dict(model.named_parameters())
+    ws = [params[v.name] for v in inv]
+    op = bench_op([p.data for p in ws], [v.rows for v in inv], args.op_reps,
+                  device)
+    step = bench_steps(model, loss_fn, inv, args.rounds, device, amp)
+    med = {k: v['median'] for k, v in step.items()}
+    base = med['wd']
+    ratios = dict(
+        op_vs_floor=op['wrs']['median'] / op['floor']['median'],
+        reference_vs_floor=(op['wrs_torch_reference']['median'] /
+                            op['floor']['median']),
+        op_vs_naive_loop=op['wrs']['median'] / op['naive_loop']['median'],
+        op_sgd_state_vs_op=(op['wrs_sgd_state']['median'] /
+                            op['wrs']['median']),
+        op_adam_state_vs_op=(op['wrs_adam_state']['median'] /
+                             op['wrs']['median']),
+        step_wrs_tau1_vs_wd=med['wrs_tau1'] / base,
+        step_wrs_tau10_vs_wd=med['wrs_tau10'] / base,
+        step_shifted_vs_wd=med['shifted_l2'] / base)
+    if 'wrs_bf16' in op:
+        ratios['op_bf16_vs_floor_bf16'] = (
+            op['wrs_bf16']['median'] / op['floor_bf16']['median'])
+    if 'sgdp' in med:
+        ratios['step_sgdp_vs_wd'] = med['sgdp'] / base
+    return dict(
+        invariant_weights=len(inv),
+        invariant_mbytes=sum(p.numel() * p.element_size() for p in ws) / 1e6,
+        op_seconds=op,
+        step_seconds=step,
+        ratios=ratios)
+
+
+def kernel_report(device) -> list:
+    """Registers and spills of every compiled kernel specialisation for the
+    device's architecture (sm_90 without a GPU); printed as a table."""
+    from wrs_mm.core import kernels
+    if kernels.triton is None:
+        print(
+            'kernel report left out: Triton is not installed', file=sys.stderr)
+        return []
+    from wrs_mm.core.kernel_build import compile_all
+    major, minor = torch.cuda.get_device_capability(device) \
+        if device.type == 'cuda' else (9, 0)
+    rows = compile_all(major * 10 + minor)
+    print(f"\n{'kernel specialisation':<64} {'sm':>3} {'regs':>5} "
+          f"{'spill st':>8} {'spill ld':>8} {'stack':>6}")
+    for r in rows:
+        print(f"{r['name']:<64} {r['sm']:>3} {r['registers']:>5} "
+              f"{r['spill_stores']:>8} {r['spill_loads']:>8} {r['stack']:>6}")
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--device', default='cpu')
@@ -209,6 +267,11 @@ def main():
     ap.add_argument('--rounds', type=int, default=8)
     ap.add_argument('--op-reps', type=int, default=20)
     ap.add_argument('--out', default=None)
+    ap.add_argument(
+        '--no-kernel-report',
+        dest='kernel_report',
+        action='store_false',
+        help='skip compiling the Triton kernels for their registers / spills')
     args = ap.parse_args()
     device = torch.device(args.device)
     amp = dict(bf16=torch.bfloat16, fp16=torch.float16).get(args.amp)
@@ -222,40 +285,9 @@ def main():
         channels_last=args.channels_last,
         models={})
     for name in args.models:
-        model, loss_fn = build(name, args, device)
-        inv = analyze_invariance(model, loss_fn).invariant()
-        params = dict(model.named_parameters())
-        ws = [params[v.name] for v in inv]
-        op = bench_op([p.data for p in ws], [v.rows for v in inv],
-                      args.op_reps, device)
-        step = bench_steps(model, loss_fn, inv, args.rounds, device, amp)
-        med = {k: v['median'] for k, v in step.items()}
-        base = med['wd']
-        ratios = dict(
-            op_vs_floor=op['wrs']['median'] / op['floor']['median'],
-            reference_vs_floor=(op['wrs_torch_reference']['median'] /
-                                op['floor']['median']),
-            op_vs_naive_loop=op['wrs']['median'] / op['naive_loop']['median'],
-            op_sgd_state_vs_op=(op['wrs_sgd_state']['median'] /
-                                op['wrs']['median']),
-            op_adam_state_vs_op=(op['wrs_adam_state']['median'] /
-                                 op['wrs']['median']),
-            step_wrs_tau1_vs_wd=med['wrs_tau1'] / base,
-            step_wrs_tau10_vs_wd=med['wrs_tau10'] / base,
-            step_shifted_vs_wd=med['shifted_l2'] / base)
-        if 'wrs_bf16' in op:
-            ratios['op_bf16_vs_floor_bf16'] = (
-                op['wrs_bf16']['median'] / op['floor_bf16']['median'])
-        if 'sgdp' in med:
-            ratios['step_sgdp_vs_wd'] = med['sgdp'] / base
-        results['models'][name] = dict(
-            invariant_weights=len(inv),
-            invariant_mbytes=sum(p.numel() * p.element_size()
-                                 for p in ws) / 1e6,
-            op_seconds=op,
-            step_seconds=step,
-            ratios=ratios)
-        del model, loss_fn
+        results['models'][name] = measure(name, args, device, amp)
+    if args.kernel_report:
+        results['kernels'] = kernel_report(device)
     print(json.dumps(results, indent=1))
     print(f"\ndevice: {results['device']}, amp: {args.amp}, channels_last: "
           f'{args.channels_last}')

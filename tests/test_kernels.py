@@ -58,3 +58,57 @@ def test_cuda_triton_kernels_match_reference():
 @cuda_only
 def test_cuda_loop_backend_matches_reference():
     _check(all_diffs('cuda', 'loop'))
+
+
+def test_first_use_self_check_falls_back_on_a_failing_or_wrong_kernel():
+    env = dict(
+        os.environ,
+        TRITON_INTERPRET='1',
+        CUDA_VISIBLE_DEVICES='',
+        PYTHONPATH=os.pathsep.join(
+            [HERE] + os.environ.get('PYTHONPATH', '').split(os.pathsep)))
+    res = subprocess.run(
+        [sys.executable,
+         os.path.join(HERE, 'selfcheck_cases.py')],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    cases = json.loads(res.stdout.strip().splitlines()[-1])
+    for name, c in cases.items():
+        if '_ok' in name:  # a correct kernel passes, in every dtype
+            assert c['backends'] == ['triton'] * len(c['backends']), name
+            assert not c['warnings'], (name, c['warnings'])
+            tol = 2e-2 if name.endswith('float16') else 1e-6
+            assert c['diff'] < tol, (name, c['diff'])
+        elif name.endswith('_unchecked'):  # without the check it goes wrong
+            assert c['diff'] > 0.01 and not c['warnings'], (name, c)
+        else:  # caught: one warning, torch from then on, nothing corrupted
+            assert set(c['backends']) == {'torch'}, name
+            assert c['diff'] == 0, (name, c['diff'])
+            w, = c['warnings']
+            what = 'raised RuntimeError: made to fail' if 'raises' in name \
+                else 'away from the reference'
+            for part in (what, 'cpu (Triton interpreter)', 'Triton 3.',
+                         f'torch {torch.__version__}', "'torch' backend"):
+                assert part in w, (name, part, w)
+
+
+@pytest.mark.parametrize('capability', [80, 90])
+def test_every_kernel_specialisation_compiles_without_a_gpu(capability):
+    """Triton's compiler and its bundled ptxas build every variant the code
+    can launch (all dtypes and flags, generic and 16-byte-aligned pointers)
+    into cubins for sm_80 / sm_90; none spills registers."""
+    from wrs_mm.core import kernels
+    from wrs_mm.core.kernel_build import compile_all, specializations
+    if kernels.triton is None:
+        pytest.fail('Triton is not installed (setup.py extra "tests")')
+    rows = compile_all(capability)
+    dtypes = len(kernels.DTYPES)
+    assert len(rows) == len(list(specializations())) == dtypes * (2 + 4) * 2
+    assert len({r['name'] for r in rows}) == len(rows)
+    for r in rows:
+        assert r['sm'] == capability and r['cubin_bytes'] > 1000, r
+        assert 0 < r['registers'] <= 255, r
+        assert r['spill_stores'] == r['spill_loads'] == 0, r

@@ -114,13 +114,12 @@ class RowTable:
         return self._grad_addr
 
 
+#: the weight dtypes the kernels are launched for
+DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
 def _tl_dtype(dtype: torch.dtype):
-    return {
-        torch.float32: tl.float32,
-        torch.float16: tl.float16,
-        torch.bfloat16: tl.bfloat16,
-        torch.float64: tl.float64
-    }[dtype]
+    return getattr(tl, str(dtype).split('.')[1])
 
 
 if triton is not None:

@@ -32,6 +32,7 @@ import torch
 
 from . import kernels
 from .rows import Bucket, RowEntry, RowPack
+from .selfcheck import checked_kernel_call, warn_fallback
 
 BACKENDS = ('auto', 'triton', 'torch', 'loop')
 CHECKS = ('deferred', 'eager')
@@ -155,12 +156,17 @@ class WeightRescaler:
         check_finite: ``'deferred'`` (default: no host synchronisation; a
             non-finite norm raises when the stats are read) or ``'eager'``
             (synchronise every call and raise before modifying any weight).
+        self_check: check the Triton kernel against the torch reference the
+            first time each bucket uses it, and fall back to ``'torch'`` for
+            that bucket, with a warning, if it fails or disagrees
+            (:mod:`.selfcheck`). Defaults to True.
     """
 
     def __init__(self,
                  entries: Sequence[RowEntry],
                  backend: str = 'auto',
-                 check_finite: str = 'deferred'):
+                 check_finite: str = 'deferred',
+                 self_check: bool = True):
         check_choice(check_finite, CHECKS, 'WeightRescaler.check_finite')
         self.pack = RowPack(entries)
         self.check_finite = check_finite
@@ -173,6 +179,8 @@ class WeightRescaler:
             if k == 'triton' else None
             for b, k in zip(self.pack.buckets, self.backends)
         ]
+        self._unchecked = [k == 'triton' and self_check for k in self.backends]
+        self._warned: set = set()  # (device, dtype) of failed self-checks
 
     def __len__(self) -> int:
         return len(self.pack)
@@ -180,14 +188,34 @@ class WeightRescaler:
     @torch.no_grad()
     def __call__(self) -> RescaleStats:
         eager = self.check_finite == 'eager'
-        work = list(zip(self.pack.buckets, self.backends, self._tables))
-        norms = [self._run(b, k, t, apply=not eager) for b, k, t in work]
+        buckets = range(len(self.pack.buckets))
+        norms = [self._bucket(i, apply=not eager) for i in buckets]
         stats = RescaleStats(norms, self.pack.buckets, modified=not eager)
         if eager:
             stats.norm_mean  # raises before any weight is modified
-            for (b, k, t), n in zip(work, norms):
-                self._run(b, k, t, apply=True, norms=n)
+            for i, n in zip(buckets, norms):
+                self._bucket(i, apply=True, norms=n)
         return stats
+
+    def _bucket(self,
+                i: int,
+                apply: bool,
+                norms: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """:meth:`_run` on bucket ``i``, the first Triton use checked."""
+        bucket, table = self.pack.buckets[i], self._tables[i]
+        if self._unchecked[i]:
+            self._unchecked[i] = False
+            out, what, diff = checked_kernel_call(
+                bucket.params, lambda: kernels.rescale_rows(table, apply),
+                lambda: self._run(bucket, 'torch', None, apply))
+            if what is None:
+                return out
+            p = bucket.params[0]
+            warn_fallback('WeightRescaler', p.device, p.dtype, what, diff,
+                          self._warned)
+            self.backends[i], self._tables[i] = 'torch', None
+        return self._run(bucket, self.backends[i], self._tables[i], apply,
+                         norms)
 
     @staticmethod
     def _run(bucket: Bucket,

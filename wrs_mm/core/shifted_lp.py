@@ -40,6 +40,7 @@ import torch
 from . import kernels
 from .rescale import check_backend, choose_backend
 from .rows import RowEntry, RowPack
+from .selfcheck import checked_kernel_call, warn_fallback
 
 MODES = ('coupled', 'decoupled')
 
@@ -161,6 +162,10 @@ class ShiftedLpRegularizer:
             weights by ``lr * dR/dw`` before the step (AdamW-style).
         backend: ``'auto'``, ``'triton'`` (p = 2), ``'torch'`` or ``'loop'``
             (module doc).
+        self_check: check the Triton kernel against the torch reference on
+            each bucket's first step and fall back to ``'torch'`` for it, with
+            a warning, if it fails or disagrees (:mod:`.selfcheck`). Defaults
+            to True.
 
     Call :meth:`step_` right before the optimizer step (after unscaling AMP
     gradients), once per real optimizer update.
@@ -171,7 +176,8 @@ class ShiftedLpRegularizer:
                  eps: float,
                  p: float = 2.,
                  mode: str = 'coupled',
-                 backend: str = 'auto'):
+                 backend: str = 'auto',
+                 self_check: bool = True):
         check_options(eps, p, mode, backend)
         self.eps, self.p, self.mode = eps, p, mode
         self.pack = RowPack([
@@ -196,7 +202,10 @@ class ShiftedLpRegularizer:
                 self._tables.append(None)
                 self._lam.append(b.per_row(lams).to(device))  # per row
         self._lrs = None
+        self._coef_backends = None  # the backends _coefs were made for
         self._coefs = self._lam
+        self._unchecked = [k == 'triton' and self_check for k in self.backends]
+        self._warned: set = set()  # (device, dtype) of failed self-checks
 
     def __len__(self) -> int:
         return len(self.pack)
@@ -214,7 +223,7 @@ class ShiftedLpRegularizer:
             raise ValueError('decoupled shifted regularizer needs one lr per '
                              f'weight ({len(self)}), got {lrs!r}')
         lrs = list(lrs)
-        if lrs != self._lrs:
+        if lrs != self._lrs or self.backends != self._coef_backends:
             self._coefs, first = [], 0
             for b, k, lams in zip(self.pack.buckets, self.backends,
                                   self._lam_entries):
@@ -225,7 +234,7 @@ class ShiftedLpRegularizer:
                 self._coefs.append(
                     _to_device(c, device) if k ==
                     'triton' else b.per_row(c).to(device))
-            self._lrs = lrs
+            self._lrs, self._coef_backends = lrs, list(self.backends)
         return self._coefs
 
     @torch.no_grad()
@@ -236,6 +245,11 @@ class ShiftedLpRegularizer:
         for i, (bucket, k, table, coef) in enumerate(
                 zip(self.pack.buckets, self.backends, self._tables, coefs)):
             standardized = bucket.entries[0].tag
+            if k == 'triton' and self._unchecked[i]:
+                fallback = self._checked_first_step(i, coef, standardized)
+                if fallback is None:
+                    continue
+                k, coef = 'torch', fallback
             if k == 'triton':
                 if kernels.shifted_l2_rows(table, coef, self.eps, standardized,
                                            self.mode == 'coupled'):
@@ -250,6 +264,42 @@ class ShiftedLpRegularizer:
             coefs_seg = coef.split(bucket.segment_rows)
             step = self._step_p2 if self.p == 2 else self._step_general
             step(bucket, flat, coefs_seg, standardized)
+
+    def _checked_first_step(self, i: int, coef: torch.Tensor,
+                            standardized: bool) -> Optional[torch.Tensor]:
+        """Bucket ``i``'s first Triton step, checked against the torch
+        reference (:mod:`.selfcheck`). None: done by the kernel. Else the
+        tensors are as before, and the per-row coefficients for the torch
+        path are returned (after a failed check the bucket keeps it)."""
+        bucket, table = self.pack.buckets[i], self._tables[i]
+        coupled = self.mode == 'coupled'
+        grads = [p.grad for p in bucket.params if p.grad is not None]
+        per_row = bucket.per_row(self._host_coefs(i)).to(coef.device)
+        if coupled and not grads:
+            return None  # no gradient this step: nothing to do
+        if coupled and table.grad_addresses() is None:
+            return per_row  # another gradient layout: torch now, check later
+        self._unchecked[i] = False
+
+        def kernel():
+            kernels.shifted_l2_rows(table, coef, self.eps, standardized,
+                                    coupled)
+
+        def reference():
+            self._step_p2(bucket, bucket.gather(),
+                          per_row.split(bucket.segment_rows), standardized)
+
+        # coupled steps write gradients only; the weights are checked too
+        _, what, diff = checked_kernel_call(
+            bucket.params + (grads if coupled else []), kernel, reference)
+        if what is None:
+            return None
+        p = bucket.params[0]
+        warn_fallback('shifted regularizer', p.device, p.dtype, what, diff,
+                      self._warned)
+        self.backends[i], self._tables[i] = 'torch', None
+        self._lam[i] = bucket.per_row(self._lam_entries[i]).to(p.device)
+        return per_row  # decoupled: _coefficients re-makes them per row
 
     def _host_coefs(self, i: int) -> List[float]:
         """Bucket ``i``'s per-parameter coefficients, on the host."""

@@ -26,7 +26,8 @@ SHIFTED_DEFAULTS = dict(
     include=None,
     exclude=None,
     allow_non_invariant=False,
-    backend='auto')
+    backend='auto',
+    self_check=True)
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -51,7 +52,10 @@ class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
       ``WeightRescaleHook``; by default every weight the invariance analysis
       finds invariant (weight-standardised convs use the std-shifted form);
     * ``backend``: ``'auto'`` (default: one fused Triton kernel on CUDA, a
-      per-parameter loop on CPU), ``'triton'``, ``'torch'`` or ``'loop'``.
+      per-parameter loop on CPU), ``'triton'``, ``'torch'`` or ``'loop'``;
+    * ``self_check``: check the Triton kernel against the torch reference on
+      its first step and fall back to ``'torch'`` with a warning if it fails
+      or disagrees (default True; :mod:`wrs_mm.core.selfcheck`).
 
     The weights are chosen on the first training forward (the invariance
     analysis), before the first step. The regularizer runs right before every
@@ -76,6 +80,9 @@ class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                            f'accepted: {tuple(SHIFTED_DEFAULTS)}')
         cfg = dict(SHIFTED_DEFAULTS, **cfg)
         check_options(cfg['eps'], cfg['p'], cfg['mode'], cfg['backend'], OWNER)
+        if not isinstance(cfg['self_check'], bool):
+            raise TypeError(f'{OWNER}.self_check must be True or False, got '
+                            f"{cfg['self_check']!r}")
         if cfg['weight_decay'] is not None and not cfg['weight_decay'] >= 0:
             raise ValueError(f'{OWNER}.weight_decay must be None or >= 0, '
                              f"got {cfg['weight_decay']}")
@@ -143,8 +150,13 @@ class ShiftedLpStep:
                 if cfg['weight_decay'] is None else cfg['weight_decay'],
                 standardized=v.kind == 'ws') for v in chosen
         ]
-        self.regularizer = ShiftedLpRegularizer(entries, cfg['eps'], cfg['p'],
-                                                cfg['mode'], cfg['backend'])
+        self.regularizer = ShiftedLpRegularizer(
+            entries,
+            cfg['eps'],
+            cfg['p'],
+            cfg['mode'],
+            cfg['backend'],
+            self_check=cfg['self_check'])
         self.groups = [groups[n] for n in self.regularizer.names]
         print_log(
             f"{OWNER}: eps-shifted L{cfg['p']:g} ({cfg['mode']}, eps="

@@ -71,6 +71,10 @@ class WeightRescaleHook(Hook):
             :class:`wrs_mm.core.WeightRescaler`. Defaults to 'auto'.
         check_finite (str): ``'deferred'`` or ``'eager'``; see
             :class:`wrs_mm.core.WeightRescaler`. Defaults to 'deferred'.
+        self_check (bool): check the fused Triton kernel against the torch
+            reference on its first use per (device, dtype) and fall back to
+            ``'torch'`` with a warning if it fails or disagrees. Defaults to
+            True.
         rescale_optimizer_state (bool): also scale the optimizer's buffers of
             the rescaled rows as their gradients scale (SGD momentum and
             Adam's ``exp_avg`` by the row's norm ``s_j``, ``exp_avg_sq`` by
@@ -96,6 +100,7 @@ class WeightRescaleHook(Hook):
                  allow_non_invariant: bool = False,
                  backend: str = 'auto',
                  check_finite: str = 'deferred',
+                 self_check: bool = True,
                  rescale_optimizer_state: bool = False,
                  max_invariance_error: Optional[float] = 1e-2):
         if not isinstance(interval, int) or interval < 1:
@@ -117,6 +122,10 @@ class WeightRescaleHook(Hook):
         self.include = compile_patterns(include, 'WeightRescaleHook.include')
         self.exclude = compile_patterns(exclude, 'WeightRescaleHook.exclude')
         self.allow_non_invariant = allow_non_invariant
+        if not isinstance(self_check, bool):
+            raise TypeError('WeightRescaleHook.self_check must be True or '
+                            f'False, got {self_check!r}')
+        self.self_check = self_check
         if not isinstance(rescale_optimizer_state, bool):
             raise TypeError(
                 'WeightRescaleHook.rescale_optimizer_state must be '
@@ -210,7 +219,8 @@ class WeightRescaleHook(Hook):
         self.rescaler = WeightRescaler(
             [RowEntry(v.name, params[v.name], rows) for v, rows in rescaled],
             backend=self.backend,
-            check_finite=self.check_finite)
+            check_finite=self.check_finite,
+            self_check=self.self_check)
         self.meter = RescaleChangeMeter(
             _eps_terms(unwrap(runner.model), [v for v, _ in rescaled]))
 
