@@ -1,5 +1,11 @@
+import os
 import os.path as osp
+import shutil
+import sys
 from setuptools import find_packages, setup
+
+#: shipped inside the package, as mmdet / mmseg ship theirs
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
 def version() -> str:
@@ -9,6 +15,39 @@ def version() -> str:
     return scope['__version__']
 
 
+def add_mim_extension() -> None:
+    """``wrs_mm/.mim/{configs,tools,model-index.yml}`` from the checkout's
+    top-level copies (the one source of truth): symbolic links for an
+    editable install, copies for a wheel or sdist (mmdet's setup.py does the
+    same). Lets mmengine resolve ``wrs_mm::`` config paths and mim find the
+    tools. A build from an sdist keeps the copies the sdist holds."""
+    if any(c in sys.argv for c in ('develop', 'editable_wheel')):
+        mode = 'symlink'
+    elif any(c in sys.argv for c in ('sdist', 'bdist_wheel', 'build')):
+        mode = 'copy'
+    else:
+        return
+    repo = osp.dirname(osp.abspath(__file__))
+    mim = osp.join(repo, 'wrs_mm', '.mim')
+    os.makedirs(mim, exist_ok=True)
+    for name in MIM_FILES:
+        src, dst = osp.join(repo, name), osp.join(mim, name)
+        if not osp.exists(src):
+            continue  # building from an sdist: its .mim copies are used
+        if osp.islink(dst) or osp.isfile(dst):
+            os.remove(dst)
+        elif osp.isdir(dst):
+            shutil.rmtree(dst)
+        if mode == 'symlink':
+            os.symlink(osp.relpath(src, mim), dst)
+        elif osp.isdir(src):
+            shutil.copytree(
+                src, dst, ignore=shutil.ignore_patterns('__pycache__'))
+        else:
+            shutil.copyfile(src, dst)
+
+
+add_mim_extension()
 setup(
     name='wrs_mm',
     version=version(),
@@ -30,6 +69,7 @@ setup(
         'Topic :: Scientific/Engineering :: Artificial Intelligence',
     ],
     packages=find_packages(include=['wrs_mm', 'wrs_mm.*']),
+    include_package_data=True,  # wrs_mm/.mim (MANIFEST.in)
     python_requires='>=3.8',
     # the core: plain PyTorch
     install_requires=['torch>=2.0', 'numpy'],

@@ -108,9 +108,10 @@ def test_weight_standardised_convs_use_std_shift():
     (dict(backend='cuda'), 'shifted_reg.backend must be one of'),
     (dict(epsilon=1.), 'unknown keys'),
     (dict(include='backbone'), "include: pattern 'backbone'"),
+    (dict(self_check='yes'), 'shifted_reg.self_check must be True or False'),
 ])
 def test_bad_config(shifted, match):
-    with pytest.raises((ValueError, KeyError), match=match):
+    with pytest.raises((ValueError, KeyError, TypeError), match=match):
         _build(BNNet(), shifted)
 
 

@@ -197,6 +197,8 @@ def test_bad_arguments():
         WeightRescaleHook(include='conv[')
     with pytest.raises(TypeError, match='rescale_optimizer_state'):
         WeightRescaleHook(rescale_optimizer_state='yes')
+    with pytest.raises(TypeError, match='self_check must be True or False'):
+        WeightRescaleHook(self_check='off')
     with pytest.raises(ValueError, match='max_invariance_error'):
         WeightRescaleHook(max_invariance_error=0)
 

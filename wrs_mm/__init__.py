@@ -14,4 +14,4 @@ except ModuleNotFoundError as e:  # plain-PyTorch use of the core
     if e.name != 'mmengine':
         raise
 else:
-    from . import classification, counting, engine  # noqa: F401
+    from . import classification, counting, engine, registry  # noqa: F401

@@ -9,10 +9,16 @@ registries (visible from the mmdet / mmseg default scopes).
   first forward, the optimizer-step callbacks and their order), and
   ``param_groups.py``: what they write in the optimizer's param groups.
 """
+from mmengine.config.utils import MODULE2PACKAGE
+
 from .norm_dynamics_hook import NormDynamicsHook, read_norm_dynamics
 from .optim_constructor import WRSOptimWrapperConstructor
 from .plugin import WRSPlugin
 from .weight_rescale_hook import WeightRescaleHook
+
+# `_base_ = 'wrs_mm::yolov3/...'`: mmengine resolves `package::path` only for
+# the packages in this table, from `<package>/.mim/configs` (setup.py)
+MODULE2PACKAGE.setdefault('wrs_mm', 'wrs_mm')
 
 __all__ = [
     'NormDynamicsHook', 'read_norm_dynamics', 'WRSOptimWrapperConstructor',

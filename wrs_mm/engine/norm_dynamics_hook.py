@@ -7,6 +7,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 from ..core.diagnostics import StepProbe
+from .config_checks import check_resume_loadable
 from .param_groups import group_index
 from .plugin import NORM_DYNAMICS, WRSPlugin, unwrap
 from .selection import check_patterns_match, compile_patterns, selected
@@ -66,6 +67,7 @@ class NormDynamicsHook(Hook):
         self._runner = None
 
     def before_run(self, runner) -> None:
+        check_resume_loadable(runner, 'NormDynamicsHook')
         named = [(n, p) for n, p in unwrap(runner.model).named_parameters()
                  if p.requires_grad and p.dim() >= 2]
         check_patterns_match(self.include, self.exclude, [n for n, _ in named],

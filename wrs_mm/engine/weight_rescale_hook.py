@@ -12,7 +12,7 @@ from ..core.eps_error import EpsTerm, RescaleChangeMeter
 from ..core.invariance import fmt_error, format_table, granularity_of
 from ..core.rescale import (BACKENDS, CHECKS, check_choice,
                             rescale_optimizer_state)
-from .config_checks import dropped_base_hooks
+from .config_checks import check_resume_loadable, dropped_base_hooks
 from .param_groups import ROLE_WRS, claim_groups, groups_summary
 from .plugin import WEIGHT_RESCALE, WRSPlugin, unwrap
 from .selection import check_patterns_match, compile_patterns, select
@@ -148,6 +148,7 @@ class WeightRescaleHook(Hook):
         self._plugin: Optional[WRSPlugin] = None
 
     def before_run(self, runner) -> None:
+        check_resume_loadable(runner, 'WeightRescaleHook')
         names = [n for n, _ in unwrap(runner.model).named_parameters()]
         check_patterns_match(self.include, self.exclude, names,
                              'WeightRescaleHook')

@@ -1,4 +1,5 @@
-"""Where the checkout's configs and the small real data sets are."""
+"""Where the configs (checkout or installed package) and the small real data
+sets are."""
 import os
 
 _PACKAGE_PARENT = os.path.dirname(
@@ -6,14 +7,16 @@ _PACKAGE_PARENT = os.path.dirname(
 
 
 def repo_root() -> str:
-    """The checkout holding ``configs/`` and ``tools/`` (wrs_mm installed
-    editable, as ``make install`` does)."""
-    if not os.path.isdir(os.path.join(_PACKAGE_PARENT, 'configs')):
-        raise FileNotFoundError(
-            'wrs_mm is not imported from a checkout '
-            f'({_PACKAGE_PARENT} has no configs/): install it with '
-            '`pip install -e .` from the clone')
-    return _PACKAGE_PARENT
+    """The folder holding ``configs/`` and ``tools/``: the checkout (wrs_mm
+    installed editable, as ``make install`` does), else the installed
+    package's ``wrs_mm/.mim`` (a wheel)."""
+    mim = os.path.join(_PACKAGE_PARENT, 'wrs_mm', '.mim')
+    for root in (_PACKAGE_PARENT, mim):
+        if os.path.isdir(os.path.join(root, 'configs')):
+            return root
+    raise FileNotFoundError(
+        f'neither {_PACKAGE_PARENT} nor {mim} holds configs/: install wrs_mm '
+        'with `pip install -e .` from the clone, or from its wheel')
 
 
 def data_root() -> str:

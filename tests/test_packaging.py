@@ -1,0 +1,282 @@
+"""wrs_mm installed the OpenMMLab way: ``wrs_mm::`` config paths from a
+config outside the repository, the model index against the README, mmdet's own
+``tools/train.py`` (and ``--resume``) with the plugin, and a clean install of
+the built wheel into a new environment."""
+import glob
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import zipfile
+
+import pytest
+import torch
+import yaml
+
+from wrs_mm.testing import coco_root, data_root, repo_root
+from wrs_mm.testing import small_scale as C
+
+ROOT = repo_root()
+WRS_YOLO = 'wrs_mm::yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py'  # noqa: E501
+ENV_VAR = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
+
+
+def tiny_coco(base: str, extra: str = '') -> str:
+    """A user's config inheriting ``base``: 2 coco_tiny images at 128 px,
+    batch 2, 1 epoch, no validation, no pretrained weights, WRS every
+    step."""
+    coco = coco_root()
+    return f"""_base_ = '{base}'
+{extra}
+model = dict(backbone=dict(init_cfg=None, norm_eval=False))
+pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
+    dict(type='PackDetInputs')
+]
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        data_root='{coco}',
+        ann_file='annotations/instances_train2017.json',
+        data_prefix=dict(img='train2017/'),
+        indices=2,
+        pipeline=pipeline))
+val_dataloader = val_cfg = val_evaluator = None
+test_dataloader = test_cfg = test_evaluator = None
+train_cfg = dict(max_epochs=1, val_interval=100)
+param_scheduler = []
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
+custom_hooks = [dict(type='WeightRescaleHook', interval=1)]
+"""
+
+
+def _run(cmd, cwd, env=None, ok=True):
+    res = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    out = res.stdout + res.stderr
+    if ok:
+        assert res.returncode == 0, out[-4000:]
+    return res.returncode, out
+
+
+def _unit_norm_convs(ckpt_path: str, expected: int) -> None:
+    """The checkpoint's rescaled convs (from wrs_invariance.json) have unit
+    channel norms: the last step was a rescale."""
+    import json
+    with open(osp.join(osp.dirname(ckpt_path), 'wrs_invariance.json')) as f:
+        rescaled = [r['name'] for r in json.load(f) if r['rescaled']]
+    assert len(rescaled) == expected
+    state = torch.load(ckpt_path, weights_only=False)['state_dict']
+    for name in rescaled:
+        norms = state[name].flatten(1).norm(dim=1)
+        assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4), name
+
+
+def test_wrs_mm_config_paths_from_outside_the_repository(tmp_path):
+    (tmp_path / 'user_cfg.py'
+     ).write_text(f"_base_ = '{WRS_YOLO}'\ntrain_cfg = dict(max_epochs=3)\n")
+    code = (
+        'import wrs_mm, sys\n'
+        'from mmengine.config import Config\n'
+        'from mmengine.registry import HOOKS, init_default_scope\n'
+        "cfg = Config.fromfile('user_cfg.py')\n"
+        "assert cfg.train_cfg.max_epochs == 3\n"
+        "assert cfg.model.backbone.norm_eval is False\n"
+        "assert cfg.optim_wrapper.constructor == "
+        "'WRSOptimWrapperConstructor'\n"
+        'init_default_scope(cfg.default_scope)\n'
+        'hook = HOOKS.build(cfg.custom_hooks[0])\n'
+        'assert type(hook).__name__ == "WeightRescaleHook", hook\n'
+        'assert hook.interval == 10\n'
+        # the tools' form: a `wrs_mm::` path as the config itself
+        'from wrs_mm.apis import load_config\n'
+        "direct = load_config('" + WRS_YOLO.replace('.py', '') + ".py')\n"
+        "assert direct.custom_hooks[0]['interval'] == 10\n"
+        "print('OK', wrs_mm.__file__)\n")
+    _, out = _run([sys.executable, '-c', code], cwd=tmp_path)
+    assert 'OK' in out
+    # mmengine builds wrs_mm-scoped dicts without a warning
+    assert 'Failed to' not in out and 'not installed' not in out, out
+
+
+def test_train_py_trains_a_config_inheriting_a_wrs_mm_path(tmp_path):
+    (tmp_path / 'user_cfg.py').write_text(tiny_coco(WRS_YOLO))
+    _run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'train.py'), 'user_cfg.py', '--work-dir', 'wd'
+    ],
+         cwd=tmp_path)
+    _unit_norm_convs(str(tmp_path / 'wd' / 'epoch_1.pth'), 72)
+
+
+def _metafile_models():
+    with open(osp.join(ROOT, 'model-index.yml')) as f:
+        index = yaml.safe_load(f)
+    out = {}
+    for path in index['Import']:
+        with open(osp.join(ROOT, path)) as f:
+            meta = yaml.safe_load(f)
+        collections = {c['Name']: c for c in meta['Collections']}
+        for m in meta['Models']:
+            assert m['Config'] not in out, m['Config']
+            out[m['Config']] = (m, collections[m['In Collection']])
+    return out
+
+
+def test_model_index_lists_every_config_as_mmdet_does():
+    models = _metafile_models()
+    assert sorted(models) == C.all_configs()
+    for cfg, (m, coll) in models.items():
+        assert m['Name'] == osp.basename(cfg)[:-3]
+        assert coll['Paper']['URL'].startswith('https://arxiv.org/abs/')
+        assert coll['Paper']['Title']
+        assert m['Metadata']['Training Data'] and m['Metadata']['Setting']
+        assert m['Paper Target']
+        for r in m.get('Results', []):
+            assert r['Task'] and r['Dataset'] and r['Metrics']
+            # every number is marked as the paper's, not ours
+            assert r['Source'] == 'figure of the paper, not measured by ' \
+                'wrs_mm', r
+            for v in r['Metrics'].values():  # the number is in the target
+                assert f'{v:.2f}'.rstrip('0').rstrip('.') in \
+                    m['Paper Target'], (cfg, v, m['Paper Target'])
+
+
+def test_readme_config_tables_are_made_from_the_metafiles():
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'misc'))
+    try:
+        import config_table
+    finally:
+        sys.path.pop(0)
+    with open(osp.join(ROOT, 'README.md')) as f:
+        readme = f.read()
+    index = config_table.models(ROOT)
+    assert config_table.update(readme, index) == readme, \
+        'README config tables are stale: python tools/misc/config_table.py '\
+        '--update README.md'
+    blocks = config_table.BLOCK.findall(readme)
+    assert sorted(f for b in blocks for f in b[1].split()) == sorted(index)
+
+
+@pytest.fixture(scope='module')
+def mmdet_tool():
+    from mmengine.utils import get_installed_path
+    tool = osp.join(get_installed_path('mmdet'), '.mim', 'tools', 'train.py')
+    assert osp.isfile(tool), tool
+    return tool
+
+
+def test_mmdet_own_train_tool_trains_and_resumes_with_the_plugin(
+        tmp_path, mmdet_tool):
+    extra = ("custom_imports = dict(imports=['wrs_mm'])\n"
+             "optim_wrapper = dict(constructor='WRSOptimWrapperConstructor')")
+    (tmp_path / 'user_cfg.py').write_text(
+        tiny_coco('mmdet::yolo/yolov3_d53_8xb8-ms-608-273e_coco.py', extra))
+    env = dict(os.environ)
+    env.pop(ENV_VAR, None)
+    cmd = [
+        sys.executable, mmdet_tool, 'user_cfg.py', '--work-dir',
+        str(tmp_path / 'wd')
+    ]
+    _run(cmd, tmp_path, env)
+    _unit_norm_convs(str(tmp_path / 'wd' / 'epoch_1.pth'), 72)
+    # resume on torch >= 2.6: a clear error naming the variable, before
+    # mmengine's torch.load fails
+    more = ['--resume', '--cfg-options', 'train_cfg.max_epochs=2']
+    code, out = _run(cmd + more, tmp_path, env, ok=False)
+    assert code != 0
+    assert f'{ENV_VAR}=1' in out and 'WeightRescaleHook: resuming' in out
+    _run(cmd + more, tmp_path, dict(env, **{ENV_VAR: '1'}))
+    _unit_norm_convs(str(tmp_path / 'wd' / 'epoch_2.pth'), 72)
+
+
+def _copy_checkout(dst: str) -> str:
+    shutil.copytree(
+        ROOT,
+        dst,
+        ignore=shutil.ignore_patterns('.venv', '.git', 'work_dirs', 'build',
+                                      'dist', '*.egg-info', '.mim', 'docs',
+                                      '__pycache__', '.pytest_cache'))
+    return dst
+
+
+def test_clean_install_of_the_wheel(tmp_path):
+    """Wheel and sdist carry configs/, tools/ and the model index under
+    wrs_mm/.mim; the wheel, installed without dependencies into a new
+    environment that sees the project's packages, loads a ``wrs_mm::``
+    config and trains one iteration on coco_tiny from a folder outside the
+    repository with its own installed tools/train.py."""
+    src = _copy_checkout(str(tmp_path / 'src'))
+    dist = tmp_path / 'dist'
+    py = sys.executable
+    _run([
+        py, '-m', 'pip', 'wheel', '-q', '--no-deps', '--no-build-isolation',
+        '-w',
+        str(dist), src
+    ],
+         cwd=tmp_path)
+    wheel, = glob.glob(str(dist / 'wrs_mm-*.whl'))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in ('wrs_mm/.mim/model-index.yml',
+                     'wrs_mm/.mim/tools/train.py',
+                     'wrs_mm/.mim/configs/yolov3/metafile.yml',
+                     'wrs_mm/.mim/configs/classification/_base_/cifar10.py',
+                     'wrs_mm/registry.py'):
+        assert required in names, required
+    configs = {n for n in names if n.startswith('wrs_mm/.mim/configs/')}
+    assert {'configs/' + n.split('/configs/', 1)[1]
+            for n in configs if '_base_' not in n and n.endswith('.py')} == \
+        set(C.all_configs())
+    _run([py, 'setup.py', '-q', 'sdist', '-d', str(dist)], cwd=src)
+    sdist, = glob.glob(str(dist / 'wrs_mm-*.tar.gz'))
+    members = {m.split('/', 1)[-1] for m in tarfile.open(sdist).getnames()}
+    assert 'wrs_mm/.mim/configs/yolov3/metafile.yml' in members
+    assert 'wrs_mm/.mim/tools/train.py' in members
+
+    # a new venv seeing the base interpreter's and the project's packages
+    env_dir = tmp_path / 'venv'
+    base = getattr(sys, '_base_executable', py)
+    _run([
+        base, '-m', 'venv', '--system-site-packages', '--without-pip',
+        str(env_dir)
+    ],
+         cwd=tmp_path)
+    new_py = str(env_dir / 'bin' / 'python')
+    new_site = subprocess.run([
+        new_py, '-c', 'import sysconfig; print(sysconfig.get_paths()'
+        "['purelib'])"
+    ],
+                              capture_output=True,
+                              text=True,
+                              check=True).stdout.strip()
+    with open(osp.join(new_site, 'project_env.pth'), 'w') as f:
+        f.write(sysconfig.get_paths()['purelib'] + '\n')
+    _run([
+        py, '-m', 'pip', '--python', new_py, 'install', '-q', '--no-deps',
+        wheel
+    ],
+         cwd=tmp_path)
+    user = tmp_path / 'user'
+    user.mkdir()
+    (user / 'cfg.py').write_text(tiny_coco(WRS_YOLO))
+    env = dict(os.environ, WRS_MM_DATA=data_root(), PYTHONPATH='')
+    _, out = _run([
+        new_py, '-c', 'import wrs_mm, os; print(wrs_mm.__file__); '
+        'from wrs_mm.testing import repo_root; print(repo_root())'
+    ], user, env)
+    assert out.splitlines()[0].startswith(new_site), out
+    mim = osp.join(new_site, 'wrs_mm', '.mim')
+    assert out.splitlines()[1] == mim and not osp.islink(mim + '/configs')
+    _run([
+        new_py,
+        osp.join(mim, 'tools', 'train.py'), 'cfg.py', '--work-dir', 'wd'
+    ], user, env)
+    _unit_norm_convs(str(user / 'wd' / 'epoch_1.pth'), 72)
