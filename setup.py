@@ -79,7 +79,7 @@ setup(
         'mm': [
             'mmcv==2.1.0', 'mmengine==0.10.7', 'mmdet==3.3.0',
             'mmsegmentation==1.2.2', 'pycocotools', 'ftfy', 'regex',
-            'setuptools<81', 'matplotlib'
+            'setuptools<80', 'matplotlib'
         ],
         # the suite, the benchmarks and the linters
         'tests': [

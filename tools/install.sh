@@ -24,9 +24,11 @@ PIP="$PY -m pip -q --disable-pip-version-check"
 TORCH=$("$PY" -c 'import torch; print(torch.__version__)')
 CONSTRAINTS="$VENV/constraints.txt"
 echo "torch==$TORCH" > "$CONSTRAINTS"
-# torch needs setuptools>=77.0.3; mmengine's mmdet::/mmseg:: lookup needs
-# pkg_resources, which setuptools 81 removed.
-$PIP install -c "$CONSTRAINTS" "setuptools>=77.0.3,<81" wheel ninja numpy
+# torch needs setuptools>=77.0.3; mmengine's mmdet::/mmseg::/wrs_mm:: lookup
+# needs pkg_resources, which setuptools 81 removed; setuptools 80 turned
+# `setup.py develop` into a PEP 660 install (see the editable install below).
+echo "setuptools>=77.0.3,<80" >> "$CONSTRAINTS"
+$PIP install -c "$CONSTRAINTS" setuptools wheel ninja numpy
 
 if ! "$PY" -c 'import mmcv.ops' 2>/dev/null; then
   # one cached wheel per torch version and GPU architecture
