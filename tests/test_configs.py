@@ -58,7 +58,7 @@ CONFIGS.update({
     ('cls', 'wrs' if '-wrs-' in f else 'wd')
     for d, _, files in os.walk(
         os.path.join(ROOT, 'configs', 'classification')) if '_base_' not in d
-    for f in files
+    for f in files if f.endswith('.py')
 })
 
 
@@ -84,6 +84,19 @@ def test_shipped_r101_models_build(config):
     assert len(model.backbone.layer3) == 23  # ResNet-101
 
 
+def test_shipped_wrn28_10_builds_at_full_size():
+    """The trained runs below use width 1/4 for WRN-28-10."""
+    from mmengine.registry import MODELS
+    cfg = Config.fromfile(
+        os.path.join(ROOT, 'configs', 'classification',
+                     'wrn28-10-bn_sgdm-wd_1xb100-200e_cifar10.py'))
+    model = MODELS.build(cfg.model)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 28  # 25 + 3 shortcut projections, each with a BN
+    assert convs[-1].out_channels == 640
+    assert 36.4e6 < sum(p.numel() for p in model.parameters()) < 36.6e6
+
+
 @pytest.mark.parametrize('config', list(CONFIGS))
 def test_config_trains_and_evaluates(config, tmp_path, request):
     task, reg = CONFIGS[config]
@@ -94,8 +107,13 @@ def test_config_trains_and_evaluates(config, tmp_path, request):
     elif task == 'seg':
         C.shrink_seg(cfg, tmp_path, request.getfixturevalue('voc_root'))
     elif task == 'cls':  # 3 epochs of 2 iterations on the CIFAR-10 subset
-        # (SGD at the scaled lr 0.02 first raises the loss of a fresh BN net)
-        C.shrink_cls(cfg, tmp_path, lr=2e-3 if '_sgdm-' in config else None)
+        # (SGD at the scaled lr 0.02 first raises the loss of a fresh BN net;
+        # WRN-28-10 at width 1/4, built at full width below)
+        C.shrink_cls(
+            cfg,
+            tmp_path,
+            lr=2e-3 if '_sgdm-' in config else None,
+            width=0.25 if 'wrn28-10' in config else None)
     else:  # the other real crowd photographs, 2 epochs of 8 iterations
         C.shrink_counting(
             cfg,
