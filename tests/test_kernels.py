@@ -28,7 +28,9 @@ def _check(diffs):
             assert d < tol, (k, case, d)
 
 
-def test_triton_kernels_in_interpreter_match_reference():
+def _interpreted(script: str, *args) -> str:
+    """Last stdout line of a script of this folder run on CPU under Triton's
+    interpreter (it must be set before Triton is imported)."""
     env = dict(
         os.environ,
         TRITON_INTERPRET='1',
@@ -36,14 +38,17 @@ def test_triton_kernels_in_interpreter_match_reference():
         PYTHONPATH=os.pathsep.join(
             [HERE] + os.environ.get('PYTHONPATH', '').split(os.pathsep)))
     res = subprocess.run(
-        [sys.executable,
-         os.path.join(HERE, 'kernel_cases.py'), 'cpu'],
+        [sys.executable, os.path.join(HERE, script), *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    _check(json.loads(res.stdout.strip().splitlines()[-1]))
+    return res.stdout.strip().splitlines()[-1]
+
+
+def test_triton_kernels_in_interpreter_match_reference():
+    _check(json.loads(_interpreted('kernel_cases.py', 'cpu')))
 
 
 def test_loop_backend_matches_reference_on_cpu():
@@ -61,21 +66,7 @@ def test_cuda_loop_backend_matches_reference():
 
 
 def test_first_use_self_check_falls_back_on_a_failing_or_wrong_kernel():
-    env = dict(
-        os.environ,
-        TRITON_INTERPRET='1',
-        CUDA_VISIBLE_DEVICES='',
-        PYTHONPATH=os.pathsep.join(
-            [HERE] + os.environ.get('PYTHONPATH', '').split(os.pathsep)))
-    res = subprocess.run(
-        [sys.executable,
-         os.path.join(HERE, 'selfcheck_cases.py')],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    cases = json.loads(res.stdout.strip().splitlines()[-1])
+    cases = json.loads(_interpreted('selfcheck_cases.py'))
     for name, c in cases.items():
         if '_ok' in name:  # a correct kernel passes, in every dtype
             assert c['backends'] == ['triton'] * len(c['backends']), name

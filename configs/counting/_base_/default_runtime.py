@@ -1,23 +1,4 @@
-# mmengine runtime for the counting models (no task scope: CSRNet, its data
-# and metric are in mmengine's root registries).
-custom_imports = dict(imports=['wrs_mm'], allow_failed_imports=False)
-default_scope = None
+# mmengine runtime for the counting models: the best checkpoint by MAE.
+_base_ = '../../_base_/default_runtime_root.py'
 default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=20),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(
-        type='CheckpointHook',
-        interval=5,
-        max_keep_ckpts=2,
-        save_best='mae',
-        rule='less'),
-    sampler_seed=dict(type='DistSamplerSeedHook'))
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))
-log_processor = dict(by_epoch=True)
-log_level = 'INFO'
-load_from = None
-resume = False
+    checkpoint=dict(interval=5, save_best='mae', rule='less'))
