@@ -271,8 +271,7 @@ def test_study_smoke(tmp_path):
     res = subprocess.run([
         sys.executable,
         os.path.join(ROOT, 'benchmarks', 'study_cifar10.py'), '--smoke',
-        '--seeds', '2', '--epochs', '1', '--optimizers', 'adamw',
-        '--work-dir',
+        '--seeds', '2', '--epochs', '1', '--optimizers', 'adamw', '--work-dir',
         str(tmp_path / 'runs'), '--out',
         str(out)
     ],

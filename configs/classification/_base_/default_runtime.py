@@ -3,6 +3,5 @@
 _base_ = '../../_base_/default_runtime_root.py'
 default_hooks = dict(
     logger=dict(interval=100),
-    checkpoint=dict(
-        interval=10, save_best='accuracy/top1', rule='greater'))
+    checkpoint=dict(interval=10, save_best='accuracy/top1', rule='greater'))
 env_cfg = dict(cudnn_benchmark=True)
