@@ -35,25 +35,43 @@ def _max_diff(a, b):
                for x, y in zip(a, b))
 
 
-def rescale_diffs(device, backend, dtype=torch.float32) -> dict:
-    """Weights and statistics after a rescale with ``backend`` vs 'torch'."""
+#: per-weight target norms of the target-norm cases (the zero row stays 0)
+TARGETS = {f'p{i}': t for i, t in enumerate((0.5, 2., 1., 0.3, 3., 0.577))}
+
+
+def rescale_diffs(device,
+                  backend,
+                  dtype=torch.float32,
+                  target_norm=1.) -> dict:
+    """Weights and statistics after a rescale with ``backend`` vs 'torch',
+    and the largest relative distance of a rescaled row's norm from its
+    target (``target_error``)."""
     out = {}
     for k in ('torch', backend):
         ps = _params(device, dtype)
-        st = WeightRescaler([
+        op = WeightRescaler([
             RowEntry(f'p{i}', p, r) for i, (p, r) in enumerate(zip(ps, ROWS))
         ],
                             backend=k,
-                            self_check=False)()  # the kernel itself
+                            self_check=False,
+                            target_norm=target_norm)
+        st = op()  # the kernel itself
         out[k] = (ps, [
             st.norm_mean, st.norm_min, st.norm_max, st.zero_rows, st.rows
-        ])
+        ], op.targets)
+    ps, _, targets = out[backend]
+    err = 0.
+    for i, (p, r) in enumerate(zip(ps, ROWS)):
+        norms = p.detach().float().reshape(r, -1).norm(dim=1)
+        norms = norms[norms > 0]
+        err = max(err, float((norms / targets[f'p{i}'] - 1).abs().max()))
     return dict(
         weights=_max_diff(out['torch'][0], out[backend][0]),
         stats=max(
             abs(a - b) / max(abs(a), 1)
             for a, b in zip(out['torch'][1], out[backend][1])),
-        zero_rows=out[backend][1][3])
+        zero_rows=out[backend][1][3],
+        target_error=err)
 
 
 def shifted_diffs(device, backend, dtype=torch.float32) -> dict:
@@ -88,6 +106,10 @@ def all_diffs(device, backend) -> dict:
     return dict(
         rescale_fp32=rescale_diffs(device, backend),
         rescale_bf16=rescale_diffs(device, backend, torch.bfloat16),
+        rescale_targets_fp32=rescale_diffs(
+            device, backend, target_norm=TARGETS),
+        rescale_init_bf16=rescale_diffs(
+            device, backend, torch.bfloat16, target_norm='init'),
         shifted_fp32=shifted_diffs(device, backend),
         shifted_bf16=shifted_diffs(device, backend, torch.bfloat16))
 

@@ -265,41 +265,85 @@ def test_backbones_put_bn_after_every_conv():
         ImageClassifier(dict(type='VGGBN', arch='vgg19'), 10)
 
 
-def test_study_smoke(tmp_path):
-    """The study's smoke mode end to end (every arm, AdamW, 2 seeds)."""
-    out = tmp_path / 'study.json'
+def _study(*args):
     res = subprocess.run([
         sys.executable,
         os.path.join(ROOT, 'benchmarks', 'study_cifar10.py'), '--smoke',
-        '--seeds', '2', '--epochs', '1', '--optimizers', 'adamw', '--work-dir',
-        str(tmp_path / 'runs'), '--out',
-        str(out)
+        '--seeds', '2', '--epochs', '1', '--optimizers', 'adamw', *args
     ],
                          capture_output=True,
                          text=True,
-                         timeout=600)
+                         timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res
+
+
+def test_study_smoke(tmp_path):
+    """The study's smoke mode end to end through the paired-study runner
+    (AdamW: tau chosen on the validation split, every arm), then again with
+    the first result as --previous: seed 1 of wd is reused, not retrained,
+    and the retrained seed 0 reproduces the first run exactly."""
+    out = tmp_path / 'study.json'
+    runs = str(tmp_path / 'runs')
+    res = _study('--arms', 'wd', 'wrs', 'wrs_init', 'wrs_fc', 'shifted',
+                 '--max-seeds', 'wrs_fc=1', 'shifted=1', '--work-dir', runs,
+                 '--out', str(out))
     study = json.loads(out.read_text())
-    assert set(study['best_tau']) == {'adamw'}
-    arms = {(r['arm'], r['seed']) for r in study['runs']}
-    assert arms >= {('wd', 1), ('wrs', 1), ('shifted', 1), ('none', 0)}
-    for opt, taus in study['tau_selection_val'].items():
-        best = max(taus, key=taus.get)
-        assert int(best) == study['best_tau'][opt]
-    for opt, comp in study['paired'].items():
-        wrs = {
-            r['seed']: r['test'][-1]
-            for r in study['runs'] if r['optimizer'] == opt
-            and r['arm'] == 'wrs' and r['tau'] == study['best_tau'][opt]
-        }
-        wd = {
-            r['seed']: r['test'][-1]
-            for r in study['runs']
-            if r['optimizer'] == opt and r['arm'] == 'wd'
-        }
-        diffs = [wrs[s] - wd[s] for s in sorted(wd)]
-        assert comp['wrs-wd']['diffs'] == pytest.approx(diffs)
-        assert comp['wrs-wd']['wins'] == sum(d > 0 for d in diffs)
-    for suffix in ('_curves.png', '_norms.png'):
+    taus = study['tau_selection_val']['adamw']
+    assert int(max(taus, key=taus.get)) == study['best_tau']['adamw']
+    tau = study['best_tau']['adamw']
+    summary = study['summary']['adamw']
+    assert summary['baseline'] == 'adamw_wd'
+    arms = summary['arms']
+    assert {
+        k: a['n']
+        for k, a in arms.items()
+    } == {
+        'adamw_wd': 2,
+        f'adamw_wrs_tau{tau}': 2,
+        'adamw_wrs_init': 2,
+        'adamw_wrs_fc': 1,
+        'adamw_shifted': 1
+    }
+    for name, a in arms.items():
+        if a['vs_baseline'] is None:
+            continue
+        seeds = a['vs_baseline']['seeds']
+        diffs = [
+            a['values'][str(s)] - arms['adamw_wd']['values'][str(s)]
+            for s in seeds
+        ]
+        assert a['vs_baseline']['diffs'] == pytest.approx(diffs)
+    by_run = {(r['arm'], r['seed']): r for r in study['runs']}
+    assert by_run[('wrs_init', 1)]['tau'] == tau
+    # what each arm configured reached the hook: WS targets, the fc
+    for arm, want in (('wrs_init', 'init'), ('wrs_fc', 1.0)):
+        cfg = Config.fromfile(os.path.join(runs, 'configs', f'adamw_{arm}.py'))
+        hook = cfg.custom_hooks[0]
+        assert hook.get('target_norm', 1.0) == want and hook.interval == tau
+    with open(
+            os.path.join(runs, 'adamw_wrs_fc', 'seed0',
+                         'wrs_invariance.json')) as f:
+        fc = {r['name']: r for r in json.load(f)}['fc.weight']
+    assert fc['rescaled'] and not fc['invariant']
+    with open(
+            os.path.join(runs, 'adamw_wrs_init', 'seed0',
+                         'wrs_invariance.json')) as f:
+        targets = [r['target_norm'] for r in json.load(f) if r['rescaled']]
+    assert len(targets) == 13 and all(0.2 < t < 0.9 for t in targets)
+    for suffix in ('_adamw_curves.png', '_norms.png'):
         assert os.path.getsize(str(out)[:-5] + suffix) > 10000
-    assert 'wrs-wd' in res.stdout
+    assert '| adamw_wrs_init | 2 |' in res.stdout
+
+    # reuse: wd seed 1 from the first result, seed 0 retrained elsewhere
+    out2 = tmp_path / 'again.json'
+    res = _study('--arms', 'wd', 'wrs_init', '--tau', f'adamw={tau}',
+                 '--max-seeds', 'wd=1', 'wrs_init=1', '--previous', str(out),
+                 '--work-dir', str(tmp_path / 'runs2'), '--out', str(out2))
+    again = json.loads(out2.read_text())
+    assert again['summary']['adamw']['reproduced'] == {'adamw_wd_seed0': 0.}
+    assert not os.path.isdir(tmp_path / 'runs2' / 'adamw_wd' / 'seed1')
+    wd = again['summary']['adamw']['arms']['adamw_wd']['values']
+    assert wd == arms['adamw_wd']['values']
+    reused = {(r['arm'], r['seed']): r['reused'] for r in again['runs']}
+    assert reused[('wd', 1)] and not reused[('wd', 0)]

@@ -196,3 +196,91 @@ def test_optimizer_state_unknown_buffer_is_an_error_and_changes_nothing():
     with pytest.raises(ValueError, match="'my_trace' for 'p'"):
         rescale_optimizer_state(opt, stats)
     assert torch.equal(opt.state[p]['momentum_buffer'], buf)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_target_norm_number_init_and_per_weight(backend):
+    """A number sets every row to it; 'init' sets each weight's rows to the
+    RMS of its row norms at construction; a dict sets them per weight. The
+    direction of every row is kept, and a zero row stays zero."""
+    for target in (0.577, 'init', {'p0': 0.5, 'p1': 2., 'p2': 1.}):
+        ps = [torch.randn(8, 3, 3, 3), torch.randn(6, 4), torch.randn(4, 5)]
+        ps[1][2] = 0
+        before = [p.clone() for p in ps]
+        rows = [8, 6, 2]  # channel, channel, group
+        rms = [float(p.square().sum().div(r).sqrt()) for p, r in zip(ps, rows)]
+        op = WeightRescaler([
+            RowEntry(f'p{i}', p, r) for i, (p, r) in enumerate(zip(ps, rows))
+        ],
+                            backend=backend,
+                            target_norm=target)
+        if target == 'init':
+            want = dict(p0=rms[0], p1=rms[1], p2=rms[2])
+        elif isinstance(target, dict):
+            want = target
+        else:
+            want = dict.fromkeys(('p0', 'p1', 'p2'), target)
+        assert op.targets == pytest.approx(want)
+        stats = op()
+        assert stats.zero_rows == 1
+        for i, (p, q, r) in enumerate(zip(ps, before, rows)):
+            m, mq = p.reshape(r, -1), q.reshape(r, -1)
+            live = mq.norm(dim=1) > 0
+            assert torch.allclose(
+                m[live].norm(dim=1),
+                torch.full((int(live.sum()), ), want[f'p{i}']),
+                rtol=1e-5)
+            assert torch.allclose(
+                m[live] / m[live].norm(dim=1, keepdim=True),
+                mq[live] / mq[live].norm(dim=1, keepdim=True),
+                atol=1e-6)
+            assert torch.equal(m[~live], mq[~live])
+        # row_scales: what each row was divided by, norm / target
+        for entries, scales in stats.row_scales():
+            for e, s in zip(entries, scales):
+                q = before[int(e.name[1])].reshape(e.rows, -1).norm(dim=1)
+                expect = torch.where(q > 0, q / want[e.name],
+                                     torch.ones_like(q)).repeat_interleave(
+                                         e.param.shape[0] // e.rows)
+                assert torch.allclose(s.reshape(-1), expect, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    'bad',
+    [0, -1.,
+     float('inf'),
+     float('nan'), 'unit', True, None, {
+         'w': 0.
+     }, {}])
+def test_bad_target_norm_names_the_key_and_changes_nothing(bad):
+    p = torch.randn(4, 5)
+    before = p.clone()
+    with pytest.raises(ValueError, match='WeightRescaler.target_norm must be'):
+        WeightRescaler([RowEntry('w', p, 4)], target_norm=bad)
+    with pytest.raises(ValueError, match="no target norm for \\['w'\\]"):
+        WeightRescaler([RowEntry('w', p, 4)], target_norm={'v': 1.})
+    assert torch.equal(p, before)
+
+
+def test_optimizer_state_follows_a_rescale_to_a_target(bnnet):
+    """With a target r the row scale is s_j = ||w_j|| / r, and
+    rescale_optimizer_state multiplies SGD's momentum by it."""
+    from wrs_mm.core import rescale_optimizer_state
+    opt = torch.optim.SGD(bnnet.parameters(), lr=0.1, momentum=0.9)
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 5, (8, ))
+    torch.nn.functional.cross_entropy(bnnet(x), y).backward()
+    opt.step()
+    w = bnnet.conv2.weight
+    norms = w.detach().flatten(1).norm(dim=1)
+    buf = opt.state[w]['momentum_buffer'].clone()
+    stats = WeightRescaler([RowEntry('conv2', w, w.shape[0])],
+                           target_norm=0.25)()
+    rescale_optimizer_state(opt, stats)
+    assert torch.allclose(
+        w.detach().flatten(1).norm(dim=1),
+        torch.full_like(norms, 0.25),
+        rtol=1e-5)
+    assert torch.allclose(
+        opt.state[w]['momentum_buffer'],
+        buf * (norms / 0.25).view(-1, 1, 1, 1),
+        rtol=1e-5)

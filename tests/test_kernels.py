@@ -16,11 +16,15 @@ cuda_only = pytest.mark.skipif(
 
 
 def _check(diffs):
-    for k in ('rescale_fp32', 'rescale_bf16'):
+    for k in ('rescale_fp32', 'rescale_bf16', 'rescale_targets_fp32',
+              'rescale_init_bf16'):
         tol = 1e-6 if 'fp32' in k else 1e-2  # bf16: one rounding step
         assert diffs[k]['weights'] < tol, (k, diffs[k])
         assert diffs[k]['stats'] < 1e-5, (k, diffs[k])
         assert diffs[k]['zero_rows'] == 1
+        # every rescaled row at its weight's target norm
+        assert diffs[k]['target_error'] < (1e-5 if 'fp32' in k else
+                                           1e-2), (k, diffs[k])
     for k in ('shifted_fp32', 'shifted_bf16'):
         tol = 1e-5 if 'fp32' in k else 2e-2  # bf16: 1-2 roundings
         assert len(diffs[k]) == 4

@@ -182,7 +182,93 @@ def test_resume_is_bitwise_exact(tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.parametrize('target', [0.5, 'init'])
+def test_target_norm_sets_every_rescaled_row_and_is_logged(tmp_path, target):
+    """Every rescale sets each conv row to the target: a number, or the RMS of
+    the weight's row norms before the first optimizer step ('init'); the
+    target is in the start-up table and in wrs_invariance.json."""
+    torch.manual_seed(0)
+    cfg = toy.runner_cfg(
+        tmp_path,
+        4,
+        hook=dict(type='WeightRescaleHook', interval=2, target_norm=target))
+    runner = Runner.from_cfg(cfg)
+    params = dict(runner.model.named_parameters())
+    init = {
+        n:
+        float(params[n].detach().square().sum().div(params[n].shape[0]).sqrt())
+        for n in CONVS
+    }
+    rec = NormRecorder()
+    runner.register_hook(rec)
+    runner.train()
+    hook = get_hook(runner, WeightRescaleHook)
+    want = init if target == 'init' else dict.fromkeys(CONVS, target)
+    assert hook.rescaler.targets == pytest.approx(want, rel=1e-6)
+    assert hook.num_rescales == 2
+    for i in (1, 3):  # after the rescales at steps 2 and 4
+        norms = rec.norms[i].split([params[n].shape[0] for n in CONVS])
+        for n, got in zip(CONVS, norms):
+            assert torch.allclose(
+                got, torch.full_like(got, want[n]), rtol=1e-5)
+    assert not torch.allclose(
+        rec.norms[0].split(8)[0], torch.full((8, ), want[CONVS[0]]), rtol=1e-3)
+    with open(tmp_path / 'wrs_invariance.json') as f:
+        table = {r['name']: r for r in json.load(f)}
+    for n in CONVS:
+        assert table[n]['target_norm'] == pytest.approx(want[n])
+    assert table['net.fc.weight']['target_norm'] is None
+    log = open(next(tmp_path.glob('*/*.log'))).read()
+    goal = ("each weight's initial RMS row norm"
+            if target == 'init' else 'norm 0.5')
+    assert f'rescaling 2 weights to {goal}' in log
+    assert f"{want[CONVS[0]]:.4g}" in log
+
+
+def test_resume_with_init_target_is_bitwise_exact(tmp_path):
+    """'init' targets come from the checkpoint, not from the resumed weights;
+    resuming with another target_norm is refused before training."""
+    hook = dict(type='WeightRescaleHook', interval=2, target_norm='init')
+    ckpt = dict(
+        checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False))
+    full = Runner.from_cfg(
+        toy.runner_cfg(tmp_path / 'full', 6, hook=hook, default_hooks=ckpt))
+    full.train()
+    resumed = Runner.from_cfg(
+        toy.runner_cfg(
+            tmp_path / 'resumed',
+            6,
+            hook=hook,
+            default_hooks=ckpt,
+            load_from=str(tmp_path / 'full' / 'iter_3.pth'),
+            resume=True,
+            experiment_name='resumed'))
+    resumed.train()
+    assert get_hook(resumed, WeightRescaleHook).rescaler.targets == \
+        get_hook(full, WeightRescaleHook).rescaler.targets
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    other = Runner.from_cfg(
+        toy.runner_cfg(
+            tmp_path / 'other',
+            6,
+            hook=dict(hook, target_norm=1.0),
+            default_hooks=ckpt,
+            load_from=str(tmp_path / 'full' / 'iter_3.pth'),
+            resume=True))
+    with pytest.raises(
+            ValueError,
+            match="target_norm is 1.0 but the "
+            "checkpoint was trained with 'init'"):
+        other.train()
+
+
 def test_bad_arguments():
+    for bad in (0, -1., float('nan'), 'unit', {'net.conv1.weight': 1.}):
+        with pytest.raises(
+                ValueError, match='WeightRescaleHook.target_norm must be'):
+            WeightRescaleHook(target_norm=bad)
     with pytest.raises(ValueError, match='interval'):
         WeightRescaleHook(interval=0)
     with pytest.raises(ValueError, match='end'):

@@ -5,11 +5,14 @@ a BatchNorm, so that every conv kernel is scale-invariant in training mode
 and WRS can rescale all of them.
 
 Both classes take a ``width`` multiplier for CPU-sized studies (channel
-counts are scaled and rounded, at least 1). Each returns the last feature map;
+counts are scaled and rounded, at least 1) and a ``conv_cfg`` (mmcv's
+``build_conv_layer``; e.g. ``dict(type='ConvWS')`` for weight-standardised
+convs, Li et al.'s setting, each still followed by its BatchNorm). Each returns the last feature map;
 :class:`~wrs_mm.classification.classifier.ImageClassifier` pools it.
 """
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
+from mmcv.cnn import build_conv_layer
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import nn
@@ -25,13 +28,22 @@ def _scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
-def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1):
-    """A bias-free conv and its BatchNorm (the bias would be cancelled by the
-    BN mean)."""
+def conv_bn(in_ch: int,
+            out_ch: int,
+            kernel: int,
+            stride: int = 1,
+            conv_cfg: Optional[dict] = None):
+    """A bias-free conv (``conv_cfg``; None: ``nn.Conv2d``) and its BatchNorm
+    (the bias would be cancelled by the BN mean)."""
     return nn.Sequential(
-        nn.Conv2d(
-            in_ch, out_ch, kernel, stride, padding=kernel // 2, bias=False),
-        nn.BatchNorm2d(out_ch))
+        build_conv_layer(
+            conv_cfg,
+            in_ch,
+            out_ch,
+            kernel,
+            stride,
+            padding=kernel // 2,
+            bias=False), nn.BatchNorm2d(out_ch))
 
 
 @MODELS.register_module()
@@ -44,12 +56,15 @@ class VGGBN(BaseModule):
             channel counts and ``'M'``.
         width (float): multiplier of every channel count. Defaults to 1.
         in_channels (int): image channels. Defaults to 3.
+        conv_cfg (dict, optional): the convs' config (mmcv
+            ``build_conv_layer``), e.g. ``dict(type='ConvWS')``.
     """
 
     def __init__(self,
                  arch: Union[str, Sequence] = 'vgg16',
                  width: float = 1.,
                  in_channels: int = 3,
+                 conv_cfg: Optional[dict] = None,
                  init_cfg=None):
         super().__init__(init_cfg)
         if isinstance(arch, str):
@@ -67,7 +82,10 @@ class VGGBN(BaseModule):
                 raise ValueError(f"VGGBN.arch: entries are ints >= 1 or 'M', "
                                  f'got {v!r}')
             out = _scaled(v, width)
-            layers += [*conv_bn(in_channels, out, 3), nn.ReLU(inplace=True)]
+            layers += [
+                *conv_bn(in_channels, out, 3, conv_cfg=conv_cfg),
+                nn.ReLU(inplace=True)
+            ]
             in_channels = out
         self.features = nn.Sequential(*layers)
         self.out_channels = in_channels
@@ -80,11 +98,15 @@ class BasicBlockBN(nn.Module):
     """conv3x3-BN-ReLU-conv3x3-BN plus the shortcut (identity, or a 1x1 conv
     followed by BN when the shape changes), then ReLU."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int):
+    def __init__(self,
+                 in_ch: int,
+                 out_ch: int,
+                 stride: int,
+                 conv_cfg: Optional[dict] = None):
         super().__init__()
-        self.conv1 = conv_bn(in_ch, out_ch, 3, stride)
-        self.conv2 = conv_bn(out_ch, out_ch, 3)
-        self.shortcut = conv_bn(in_ch, out_ch, 1, stride) \
+        self.conv1 = conv_bn(in_ch, out_ch, 3, stride, conv_cfg)
+        self.conv2 = conv_bn(out_ch, out_ch, 3, conv_cfg=conv_cfg)
+        self.shortcut = conv_bn(in_ch, out_ch, 1, stride, conv_cfg) \
             if stride != 1 or in_ch != out_ch else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
 
@@ -108,6 +130,8 @@ class ResNetBN(BaseModule):
         arch (str | dict): a name above or ``dict(stem=, blocks=,
             channels=)``.
         width (float): multiplier of every channel count. Defaults to 1.
+        conv_cfg (dict, optional): the convs' config (mmcv
+            ``build_conv_layer``), e.g. ``dict(type='ConvWS')``.
     """
     ARCHS = {
         'resnet18':
@@ -120,6 +144,7 @@ class ResNetBN(BaseModule):
                  arch: Union[str, dict] = 'resnet18',
                  width: float = 1.,
                  in_channels: int = 3,
+                 conv_cfg: Optional[dict] = None,
                  init_cfg=None):
         super().__init__(init_cfg)
         if isinstance(arch, str):
@@ -134,15 +159,17 @@ class ResNetBN(BaseModule):
                              'blocks and channels (one count per stage), '
                              f'got {arch!r}')
         ch = _scaled(arch['stem'], width)
-        self.stem = nn.Sequential(*conv_bn(in_channels, ch, 3),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            *conv_bn(in_channels, ch, 3, conv_cfg=conv_cfg),
+            nn.ReLU(inplace=True))
         stages = []
         for i, (n, c) in enumerate(zip(arch['blocks'], arch['channels'])):
             c = _scaled(c, width)
             blocks = []
             for j in range(n):
                 blocks.append(
-                    BasicBlockBN(ch, c, 2 if i > 0 and j == 0 else 1))
+                    BasicBlockBN(ch, c, 2 if i > 0 and j == 0 else 1,
+                                 conv_cfg))
                 ch = c
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)

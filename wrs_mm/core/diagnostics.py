@@ -6,6 +6,8 @@ For a weight ``W`` viewed as rows ``w_j`` (output channels) with gradient
 * ``||w_j||`` (min / mean / max over channels): Liu et al. 2021 Fig. 2, 3;
 * ``cos(w_j, g_j)``: 0 for scale-invariant weights (Liu et al. 2021 Thm 3.1);
 * the effective learning rate ``eta / ||w_j||^2`` (Li et al. Sec. 3.2);
+* the row std ``sigma_j`` (unbiased, as weight standardisation divides by
+  it; min / mean): Li et al. Fig. 6 follows it to zero under plain L2;
 * the norm change ``||w_j(t+1)||^2 - ||w_j(t)||^2`` against
   ``eta^2 ||g_j||^2``, equal under plain SGD without weight decay (Liu et al.
   2021 Cor 3.3).
@@ -51,6 +53,7 @@ class StepProbe:
             w2_after = torch.linalg.vector_norm(_rows(p), dim=1)**2
             cos = wg / (w2.sqrt() * g2.sqrt()).clamp_min(1e-30)
             norm = w2.sqrt()
+            std = _rows(p).std(dim=1) if p[0].numel() > 1 else norm * 0
             rows.append(
                 torch.stack([
                     norm.min(),
@@ -58,13 +61,16 @@ class StepProbe:
                     norm.max(),
                     cos.abs().mean(),
                     cos.abs().max(), (lr / w2.clamp_min(1e-30)).mean(),
-                    (w2_after - w2).sum(), lr**2 * g2.sum()
+                    (w2_after - w2).sum(), lr**2 * g2.sum(),
+                    std.min(),
+                    std.mean()
                 ]))
         if not rows:
             return {}
         values = torch.stack(rows).cpu().tolist()  # the one host sync
         keys = ('norm_min', 'norm_mean', 'norm_max', 'cos_abs_mean',
-                'cos_abs_max', 'eff_lr', 'dnorm2', 'pred_dnorm2')
+                'cos_abs_max', 'eff_lr', 'dnorm2', 'pred_dnorm2', 'std_min',
+                'std_mean')
         out = {}
         for (name, p, lr, w2, _, _), vals in zip(self._pre, values):
             rec = dict(zip(keys, vals), lr=lr)

@@ -30,6 +30,7 @@ SIGNATURES = {
         pidx_ptr='*i32',
         start_ptr='*i64',
         len_ptr='*i32',
+        target_ptr='*fp32',
         norm_ptr='*fp32'),
     '_shifted_l2_rows':
     dict(

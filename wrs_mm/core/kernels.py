@@ -125,11 +125,12 @@ def _tl_dtype(dtype: torch.dtype):
 if triton is not None:
 
     @triton.jit
-    def _rescale_rows(addr_ptr, pidx_ptr, start_ptr, len_ptr, norm_ptr,
-                      DTYPE: tl.constexpr, APPLY: tl.constexpr,
+    def _rescale_rows(addr_ptr, pidx_ptr, start_ptr, len_ptr, target_ptr,
+                      norm_ptr, DTYPE: tl.constexpr, APPLY: tl.constexpr,
                       BLOCK: tl.constexpr):
-        """norm_j = ||w_j||_2 (fp32); if APPLY, w_j <- w_j / norm_j for the
-        rows of finite, non-zero norm."""
+        """norm_j = ||w_j||_2 (fp32); if APPLY, w_j <- target * w_j / norm_j
+        (the target of w_j's parameter) for the rows of finite, non-zero
+        norm."""
         row = tl.program_id(0)
         pi = tl.load(pidx_ptr + row)
         n = tl.load(len_ptr + row)
@@ -147,7 +148,7 @@ if triton is not None:
         tl.store(norm_ptr + row, norm)
         if APPLY:
             ok = (norm > 0) & (norm < float('inf'))
-            scale = tl.where(ok, 1. / norm, 1.)
+            scale = tl.where(ok, tl.load(target_ptr + pi) / norm, 1.)
             i = 0
             while i < n:
                 m = i + offs < n
@@ -215,8 +216,11 @@ if triton is not None:
                 i += BLOCK
 
 
-def rescale_rows(table: RowTable, apply: bool = True) -> torch.Tensor:
-    """Row norms (fp32, on the device) and, if ``apply``, the rescale."""
+def rescale_rows(table: RowTable,
+                 targets: torch.Tensor,
+                 apply: bool = True) -> torch.Tensor:
+    """Row norms (fp32, on the device) and, if ``apply``, the rescale to
+    ``targets`` (fp32 on the device, one target norm per parameter)."""
     norms = torch.empty(
         table.rows, dtype=torch.float32, device=table.params[0].device)
     _rescale_rows[(table.rows, )](
@@ -224,6 +228,7 @@ def rescale_rows(table: RowTable, apply: bool = True) -> torch.Tensor:
         table.pidx,
         table.start,
         table.length,
+        targets,
         norms,
         DTYPE=_tl_dtype(table.params[0].dtype),
         APPLY=apply,

@@ -1,14 +1,19 @@
-"""Weight rescaling (WRS): scale every scale-invariant weight vector to unit L2
-norm.
+"""Weight rescaling (WRS): scale every scale-invariant weight vector to a fixed
+L2 norm (unit norm in the paper).
 
 Liu et al. 2021, "The Implicit Biases of Stochastic Gradient Descent on Deep
 Neural Networks with Batch Normalization", Sec. 5: every tau optimizer steps,
 
-    w_j <- w_j / ||w_j||_2
+    w_j <- r * w_j / ||w_j||_2        (the paper: r = 1)
 
 for each weight vector w_j the network output is invariant to (an output
 channel for BatchNorm / weight standardisation, a group of channels for
-GroupNorm, the whole tensor for LayerNorm). Norms are accumulated in fp32 for
+GroupNorm, the whole tensor for LayerNorm). The target norm r sets the
+effective learning rate the rescale returns to (``lr / r^2`` for SGD,
+``lr / r`` for Adam's angular step): ``target_norm='init'`` keeps each
+weight's initial scale, ``r = sqrt(mean_j ||w_j(0)||^2)``, so that WRS does
+not lower the effective lr of a network whose default initialisation gives
+rows of norm well below 1. Norms are accumulated in fp32 for
 fp16 / bf16 weights. Three implementations, chosen per (device, dtype) by
 ``backend``:
 
@@ -91,6 +96,39 @@ def safe_reciprocal(norms: torch.Tensor) -> torch.Tensor:
     return r.masked_fill_(r == 0, 1.)
 
 
+def rescale_factors(norms: torch.Tensor,
+                    targets: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """What each row is multiplied by: ``target / norm`` (``1 / norm`` when
+    ``targets`` is None), and 1 for rows of zero or non-finite norm."""
+    if targets is None:
+        return safe_reciprocal(norms)
+    ok = torch.isfinite(norms) & (norms > 0)
+    return torch.where(ok, targets / norms, torch.ones_like(norms))
+
+
+def check_target_norm(value, key: str, per_weight: bool = True) -> None:
+    """Raise a ``ValueError`` naming ``key`` unless ``value`` is a finite
+    number > 0, ``'init'``, or (``per_weight``) a dict of such numbers per
+    weight name."""
+    is_dict = isinstance(value, dict) and per_weight
+    values = list(value.values()) if is_dict else [value]
+    if (value == 'init' and not is_dict) or (values and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool)
+            and 0 < v < float('inf') for v in values)):
+        return
+    raise ValueError(
+        f"{key} must be a finite number > 0 or 'init' (each "
+        "weight's initial RMS row norm)" +
+        (', or a dict of numbers > 0 per weight name' if per_weight else '') +
+        f', got {value!r}')
+
+
+def initial_row_rms(entry: RowEntry) -> float:
+    """``sqrt(mean_j ||w_j||^2)`` over the entry's rows (fp32)."""
+    sq = entry.param.detach().float().square().sum()
+    return float((sq / entry.rows).sqrt())
+
+
 class RescaleStats:
     """Row norms measured *before* a rescale, kept on the device.
 
@@ -100,9 +138,13 @@ class RescaleStats:
     ``zero_rows`` (left as they are), ``rows``.
     """
 
-    def __init__(self, norms: List[torch.Tensor], buckets: List[Bucket],
-                 modified: bool):
+    def __init__(self,
+                 norms: List[torch.Tensor],
+                 buckets: List[Bucket],
+                 modified: bool,
+                 targets: Optional[List[Optional[torch.Tensor]]] = None):
         self._norms, self._buckets, self._modified = norms, buckets, modified
+        self._targets = targets or [None] * len(buckets)
         self._summary = None
 
     def _read(self) -> list:
@@ -132,11 +174,11 @@ class RescaleStats:
 
     def row_scales(self):
         """Per bucket, its entries and ``s_j``: the factor each row is
-        divided by (its norm; 1 for rows left as they are), on the device,
-        one broadcastable tensor per parameter."""
-        for bucket, norms in zip(self._buckets, self._norms):
+        divided by (``norm / target``; 1 for rows left as they are), on the
+        device, one broadcastable tensor per parameter."""
+        for bucket, norms, t in zip(self._buckets, self._norms, self._targets):
             yield bucket.entries, bucket.row_views(
-                safe_reciprocal(norms).reciprocal_())
+                rescale_factors(norms, t).reciprocal_())
 
     norm_mean = property(lambda self: self._read()[2])
     norm_min = property(lambda self: self._read()[3])
@@ -146,7 +188,7 @@ class RescaleStats:
 
 
 class WeightRescaler:
-    """Rescales a fixed set of weights to unit norm per row, in place.
+    """Rescales a fixed set of weights to a target norm per row, in place.
 
     Args:
         entries: the weights, each with the number of rows (independent weight
@@ -160,15 +202,26 @@ class WeightRescaler:
             first time each bucket uses it, and fall back to ``'torch'`` for
             that bucket, with a warning, if it fails or disagrees
             (:mod:`.selfcheck`). Defaults to True.
+        target_norm (float | str | dict): the norm every row is set to: a
+            number (1.0, the paper's unit norm, by default), ``'init'`` (per
+            weight, the RMS of its row norms now, i.e. construct the rescaler
+            before the first optimizer step) or ``{weight name: norm}`` (as
+            :attr:`targets` holds them, e.g. restored from a checkpoint).
+
+    Attributes:
+        targets (dict): the target norm of every weight, by name.
     """
 
     def __init__(self,
                  entries: Sequence[RowEntry],
                  backend: str = 'auto',
                  check_finite: str = 'deferred',
-                 self_check: bool = True):
+                 self_check: bool = True,
+                 target_norm=1.0):
         check_choice(check_finite, CHECKS, 'WeightRescaler.check_finite')
+        check_target_norm(target_norm, 'WeightRescaler.target_norm')
         self.pack = RowPack(entries)
+        self.targets = self._resolve_targets(target_norm)
         self.check_finite = check_finite
         self.backends = [
             choose_backend(backend, b, 'WeightRescaler')
@@ -181,6 +234,30 @@ class WeightRescaler:
         ]
         self._unchecked = [k == 'triton' and self_check for k in self.backends]
         self._warned: set = set()  # (device, dtype) of failed self-checks
+        # per bucket: one target per parameter (the kernel) and per row (the
+        # torch paths; None for unit targets, the paper's fast path)
+        self._param_targets, self._row_targets = [], []
+        for b in self.pack.buckets:
+            per_param = [self.targets[e.name] for e in b.entries]
+            device = b.entries[0].param.device
+            self._param_targets.append(
+                torch.tensor(per_param, dtype=torch.float32, device=device))
+            self._row_targets.append(None if all(
+                t == 1.
+                for t in per_param) else b.per_row(per_param).to(device))
+
+    def _resolve_targets(self, target_norm) -> dict:
+        names = [e.name for e in self.pack.entries]
+        if isinstance(target_norm, dict):
+            missing = sorted(set(names) - set(target_norm))
+            if missing:
+                raise ValueError(
+                    'WeightRescaler.target_norm: no target norm for '
+                    f'{missing}; the dict has {sorted(target_norm)}')
+            return {n: float(target_norm[n]) for n in names}
+        if target_norm == 'init':
+            return {e.name: initial_row_rms(e) for e in self.pack.entries}
+        return {n: float(target_norm) for n in names}
 
     def __len__(self) -> int:
         return len(self.pack)
@@ -190,7 +267,8 @@ class WeightRescaler:
         eager = self.check_finite == 'eager'
         buckets = range(len(self.pack.buckets))
         norms = [self._bucket(i, apply=not eager) for i in buckets]
-        stats = RescaleStats(norms, self.pack.buckets, modified=not eager)
+        stats = RescaleStats(
+            norms, self.pack.buckets, not eager, targets=self._row_targets)
         if eager:
             stats.norm_mean  # raises before any weight is modified
             for i, n in zip(buckets, norms):
@@ -203,35 +281,42 @@ class WeightRescaler:
                 norms: Optional[torch.Tensor] = None) -> torch.Tensor:
         """:meth:`_run` on bucket ``i``, the first Triton use checked."""
         bucket, table = self.pack.buckets[i], self._tables[i]
+        targets = (self._param_targets[i], self._row_targets[i])
         if self._unchecked[i]:
             self._unchecked[i] = False
             out, what, diff = checked_kernel_call(
-                bucket.params, lambda: kernels.rescale_rows(table, apply),
-                lambda: self._run(bucket, 'torch', None, apply))
+                bucket.params,
+                lambda: kernels.rescale_rows(table, targets[0], apply),
+                lambda: self._run(bucket, 'torch', None, targets, apply))
             if what is None:
                 return out
             p = bucket.params[0]
             warn_fallback('WeightRescaler', p.device, p.dtype, what, diff,
                           self._warned)
             self.backends[i], self._tables[i] = 'torch', None
-        return self._run(bucket, self.backends[i], self._tables[i], apply,
-                         norms)
+        return self._run(bucket, self.backends[i], self._tables[i], targets,
+                         apply, norms)
 
     @staticmethod
     def _run(bucket: Bucket,
              backend: str,
              table,
+             targets: tuple,
              apply: bool,
              norms: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Row norms of ``bucket`` (given, or measured) and, if ``apply``,
-        the rescale."""
+        the rescale to ``targets`` (per parameter, per row or None)."""
+        per_param, per_row = targets
         if backend == 'triton':
-            return kernels.rescale_rows(table, apply)
+            return kernels.rescale_rows(table, per_param, apply)
         if backend == 'loop':  # norm then scale while the weight is hot
+            split = [e.rows for e in bucket.entries]
             given = [None] * len(bucket.entries) if norms is None else \
-                norms.split([e.rows for e in bucket.entries])
+                norms.split(split)
+            goals = [None] * len(bucket.entries) if per_row is None else \
+                per_row.split(split)
             out = []
-            for e, n in zip(bucket.entries, given):
+            for e, n, t in zip(bucket.entries, given, goals):
                 m = _rows_view(e.param, e.rows)
                 copy = m is None
                 if copy:
@@ -239,7 +324,7 @@ class WeightRescaler:
                 if n is None:
                     n = torch.linalg.vector_norm(m, dim=1, dtype=torch.float32)
                 if apply:
-                    m.mul_(safe_reciprocal(n)[:, None])
+                    m.mul_(rescale_factors(n, t)[:, None])
                     if copy:
                         e.param.copy_(m.view(e.param.shape))
                 out.append(n)
@@ -251,8 +336,9 @@ class WeightRescaler:
             ])
         if apply:
             # one foreach kernel; low-precision weights are multiplied in fp32
-            torch._foreach_mul_(bucket.params,
-                                bucket.row_views(safe_reciprocal(norms)))
+            torch._foreach_mul_(
+                bucket.params,
+                bucket.row_views(rescale_factors(norms, per_row)))
         return norms
 
 
@@ -271,8 +357,9 @@ def rescale_optimizer_state(optimizer: torch.optim.Optimizer,
                             stats: RescaleStats) -> None:
     """Carry a rescale over to the optimizer's per-parameter buffers.
 
-    ``w_j <- w_j / s_j`` multiplies the gradient of a scale-invariant weight
-    by ``s_j`` (``grad L(w / s) = s grad L(w)``). This multiplies SGD's
+    ``w_j <- w_j / s_j`` (``s_j = ||w_j|| / target``) multiplies the
+    gradient of a scale-invariant weight by ``s_j`` (``grad L(w / s) = s
+    grad L(w)``). This multiplies SGD's
     ``momentum_buffer`` and Adam's ``exp_avg`` by ``s_j`` and ``exp_avg_sq``
     (``max_exp_avg_sq``) by ``s_j^2``, row by row, so that the buffers are
     what the optimizer would hold had it seen the rescaled weight's gradients

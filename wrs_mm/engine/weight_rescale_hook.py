@@ -10,7 +10,7 @@ from mmengine.registry import HOOKS
 from ..core import InvarianceReport, RowEntry, WeightRescaler
 from ..core.eps_error import EpsTerm, RescaleChangeMeter
 from ..core.invariance import fmt_error, format_table, granularity_of
-from ..core.rescale import (BACKENDS, CHECKS, check_choice,
+from ..core.rescale import (BACKENDS, CHECKS, check_choice, check_target_norm,
                             rescale_optimizer_state)
 from .config_checks import check_resume_loadable, dropped_base_hooks
 from .param_groups import ROLE_WRS, claim_groups, groups_summary
@@ -22,11 +22,17 @@ GRANULARITIES = ('auto', 'channel', 'tensor')
 
 @HOOKS.register_module()
 class WeightRescaleHook(Hook):
-    """Rescale every scale-invariant weight vector to unit L2 norm every
-    ``interval`` optimizer steps, and remove weight decay from those weights.
+    """Rescale every scale-invariant weight vector to a fixed L2 norm (unit
+    norm by default) every ``interval`` optimizer steps, and remove weight
+    decay from those weights.
 
-    ``w_j <- w_j / ||w_j||_2`` (Liu et al. 2021, "The Implicit Biases of SGD
-    on Deep Neural Networks with Batch Normalization", Sec. 5). Which weights
+    ``w_j <- r * w_j / ||w_j||_2`` (Liu et al. 2021, "The Implicit Biases of
+    SGD on Deep Neural Networks with Batch Normalization", Sec. 5, with r = 1).
+    The target r sets the effective learning rate each rescale returns to
+    (``lr / r^2`` for SGD, ``lr / r`` for Adam): ``target_norm='init'`` keeps
+    every weight at the RMS row norm it had before the first optimizer step,
+    which PyTorch's default conv initialisation puts near 0.58, not 1. Which
+    weights
     are invariant, and per what (channel, group, tensor), is decided by
     :func:`wrs_mm.core.analyze_invariance` on the first training forward; the
     same decision sets their optimizer param groups to ``weight_decay=0``
@@ -38,7 +44,8 @@ class WeightRescaleHook(Hook):
     (:class:`~wrs_mm.engine.plugin.WRSPlugin`), so accumulation micro-steps
     (``accumulative_counts``) and AMP steps skipped for inf/NaN gradients do
     not count; the rescale runs then, on every rank. The step counter is saved
-    in checkpoints (key ``wrs_mm``) and restored on resume.
+    in checkpoints (key ``wrs_mm``) with each weight's target norm, and
+    restored on resume (bitwise: ``'init'`` is not measured again).
 
     The rescale does not synchronise with the host: its statistics (row norms
     before the rescale) stay on the device and are read only on the
@@ -86,6 +93,10 @@ class WeightRescaleHook(Hook):
             for them eps makes a rescale visibly change the output (a rescale
             by ``c`` moves it by about ``|c^2 - 1| / 2`` times the error).
             None: no limit. Defaults to 1e-2.
+        target_norm (float | str): the norm every rescaled row is set to: a
+            finite number > 0 (1.0, the paper's choice, by default) or
+            ``'init'`` (per weight, the RMS of its row norms at the start of
+            training). See :class:`wrs_mm.core.WeightRescaler`.
     """
     priority = 'ABOVE_NORMAL'  # before EMA and checkpoints see the weights
 
@@ -102,7 +113,8 @@ class WeightRescaleHook(Hook):
                  check_finite: str = 'deferred',
                  self_check: bool = True,
                  rescale_optimizer_state: bool = False,
-                 max_invariance_error: Optional[float] = 1e-2):
+                 max_invariance_error: Optional[float] = 1e-2,
+                 target_norm=1.0):
         if not isinstance(interval, int) or interval < 1:
             raise ValueError('WeightRescaleHook: interval (tau) must be an '
                              f'integer >= 1, got {interval!r}')
@@ -138,6 +150,10 @@ class WeightRescaleHook(Hook):
             raise ValueError('WeightRescaleHook.max_invariance_error must be '
                              f'None or > 0, got {max_invariance_error!r}')
         self.max_invariance_error = max_invariance_error
+        check_target_norm(
+            target_norm, 'WeightRescaleHook.target_norm', per_weight=False)
+        self.target_norm = target_norm
+        self._resumed_targets: Optional[dict] = None
         self.meter: Optional[RescaleChangeMeter] = None
         self._pending_change = None  # of the last rescale, not yet logged
         self._pending_stats = None  # of the last rescale, not yet logged
@@ -201,6 +217,15 @@ class WeightRescaleHook(Hook):
             else:
                 refused.append((v, v.reason))
         params = dict(unwrap(runner.model).named_parameters())
+        if rescaled:  # measures 'init' targets; changes nothing yet
+            self.rescaler = WeightRescaler([
+                RowEntry(v.name, params[v.name], rows) for v, rows in rescaled
+            ],
+                                           backend=self.backend,
+                                           check_finite=self.check_finite,
+                                           self_check=self.self_check,
+                                           target_norm=self._resumed_targets
+                                           or self.target_norm)
         self._log_table(runner, rescaled, refused)
         if not rescaled:
             print_log(
@@ -217,11 +242,6 @@ class WeightRescaleHook(Hook):
             'Optimizer param groups after the WRS decay split:\n' +
             groups_summary(runner.optim_wrapper.optimizer),
             logger='current')
-        self.rescaler = WeightRescaler(
-            [RowEntry(v.name, params[v.name], rows) for v, rows in rescaled],
-            backend=self.backend,
-            check_finite=self.check_finite,
-            self_check=self.self_check)
         self.meter = RescaleChangeMeter(
             _eps_terms(unwrap(runner.model), [v for v, _ in rescaled]))
 
@@ -243,20 +263,25 @@ class WeightRescaleHook(Hook):
         """The verdict per weight: logged, and written to
         ``<work_dir>/wrs_invariance.json`` (each weight's
         :meth:`~wrs_mm.core.ParamInvariance.to_json` plus ``rescaled``,
-        ``rescale_rows`` and the ``reason`` for the action)."""
+        ``rescale_rows``, ``target_norm`` and the ``reason`` for the
+        action)."""
+        targets = self.rescaler.targets if self.rescaler else {}
         records = [(v, 'rescale', rows,
                     v.reason if v.invariant else 'FORCED: ' + v.reason)
                    for v, rows in rescaled]
         records += [(v, 'refuse', 0, why) for v, why in refused]
         table = format_table(
-            ('parameter', 'action', 'granularity', 'eps err', 'rescale chg',
-             'reason'),
+            ('parameter', 'action', 'granularity', 'target', 'eps err',
+             'rescale chg', 'reason'),
             [(v.name, action, _granularity(rows, v.shape[0]),
+              f'{targets[v.name]:.4g}' if v.name in targets else '-',
               fmt_error(v.eps_error), fmt_error(v.rescale_change), why)
              for v, action, rows, why in records])
+        goal = ("each weight's initial RMS row norm" if self.target_norm
+                == 'init' else f'norm {self.target_norm:g}')
         print_log(
-            f'WeightRescaleHook: rescaling {len(rescaled)} weights '
-            f'every {self.interval} optimizer steps, refused '
+            f'WeightRescaleHook: rescaling {len(rescaled)} weights to '
+            f'{goal} every {self.interval} optimizer steps, refused '
             f'{len(refused)}\n' + table,
             logger='current')
         if runner.rank == 0 and runner.work_dir:
@@ -267,6 +292,7 @@ class WeightRescaleHook(Hook):
                         v.to_json(),
                         rescaled=rows > 0,
                         rescale_rows=rows,
+                        target_norm=targets.get(v.name),
                         reason=why) for v, _, rows, why in records
                 ],
                           f,
@@ -333,7 +359,10 @@ class WeightRescaleHook(Hook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint.setdefault('wrs_mm', {})['WeightRescaleHook'] = dict(
-            steps=self.steps, num_rescales=self.num_rescales)
+            steps=self.steps,
+            num_rescales=self.num_rescales,
+            target_norm=self.target_norm,
+            targets=self.rescaler.targets if self.rescaler else None)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if not runner._resume:
@@ -347,8 +376,15 @@ class WeightRescaleHook(Hook):
                 level=30)
             self.steps = checkpoint.get('meta', {}).get('iter', 0)
             return
+        saved = state.get('target_norm', 1.0)
+        if saved != self.target_norm:
+            raise ValueError(
+                f'WeightRescaleHook.target_norm is {self.target_norm!r} but '
+                f'the checkpoint was trained with {saved!r}; resume with '
+                'the same target_norm (or start a new run with load_from)')
         self.steps = state['steps']
         self.num_rescales = state['num_rescales']
+        self._resumed_targets = state.get('targets')
 
 
 def _granularity(rows: int, channels: int) -> str:

@@ -1,0 +1,233 @@
+"""Li et al.'s stability claim (Table II / III, Fig. 6) at CPU scale: with
+weight-standardised convs, plain (coupled) L2 shrinks the weights towards
+zero, so the effective learning rate explodes and training degrades or fails;
+the eps-shifted L2 keeps the weights' std at or above eps.
+
+    python benchmarks/study_ws_shifted.py [--lambdas sgdm=5e-4,5e-3,5e-2
+        adam=1e-3,1e-2,1e-1] [--seeds 1] [--decisive sgdm=5e-2 adam=1e-1]
+        [--decisive-seeds 3] [--epochs 4] [--jobs 2]
+        [--work-dir work_dirs/study_ws] [--out docs/study_ws_shifted.json]
+
+Model and data as ``benchmarks/study_cifar10.py`` (VGG16-BN at width 1/8,
+the CIFAR-10 subset, the shipped WD config shrunk by its ``study_config``)
+with every conv weight-standardised (the shipped
+``configs/classification/vgg16-ws-bn_sgdm-{l2,shifted-l2}_*`` configs:
+``conv_cfg=dict(type='ConvWS')``, mmcv ``ConvWS2d``, each still followed by
+BN). Per optimizer (SGDM lr 0.1, Adam
+lr 1e-3, both with L2 *coupled*, i.e. added to the gradient, as the paper
+trains) and lambda, two arms on the same seeds:
+
+* ``l2``: ``weight_decay=lambda`` on every parameter;
+* ``shifted``: the same, except that the WS convs get the eps-shifted L2
+  (``paramwise_cfg.shifted_reg``, coupled, eps 1e-3 on the row std, the
+  authors' WS form) instead.
+
+Every (optimizer, lambda) is a :mod:`wrs_mm.apis.paired_study` (``shifted -
+l2`` in test top-1). Per run it also reports whether training failed (a
+non-finite training loss, or final test accuracy below 15 %, chance being
+10 %), the smallest row std of any conv over training (``std_min``) and the
+largest effective lr (``eff_lr = lr / ||w_j||^2``, layer mean) from
+``NormDynamicsHook``. Writes ``--out`` and a markdown table next to it.
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+import sys
+import time
+
+from study_cifar10 import study_config
+
+from wrs_mm.apis import paired_study as ps
+from wrs_mm.engine.norm_dynamics_hook import read_norm_dynamics
+
+OPTIMIZERS = {  # the study's optimizer: (base config, optimizer dict)
+    'sgdm': ('sgdm', dict(type='SGD', lr=0.1, momentum=0.9)),
+    'adam': ('adamw', dict(type='Adam', lr=1e-3)),
+}
+CONFIGS = {  # the shipped weight-standardised VGG16-BN configs
+    'l2': 'vgg16-ws-bn_sgdm-l2_1xb100-200e_cifar10.py',
+    'shifted': 'vgg16-ws-bn_sgdm-shifted-l2_1xb100-200e_cifar10.py',
+}
+METRIC = 'test/top1'
+CHANCE_LIMIT = 15.  # % test top-1 below which a run counts as failed
+
+
+def ws_config(opt: str, reg: str, lam: float, args):
+    """The shipped WS config of ``reg`` at the study's scale, with the
+    study's optimizer and lambda."""
+    base, optimizer = OPTIMIZERS[opt]
+    cfg = study_config(base, 'wd', args, config=CONFIGS[reg])
+    cfg.optim_wrapper.optimizer = dict(optimizer, weight_decay=lam)
+    if reg == 'shifted':
+        cfg.optim_wrapper.paramwise_cfg.shifted_reg.eps = args.eps
+    if args.test_every > 1:  # a subset of the test images, every epoch
+        test = cfg.val_dataloader.dataset.datasets[1]
+        test['indices'] = list(range(0, 10000, args.test_every))
+    return cfg
+
+
+def run_stats(work_dir: str) -> dict:
+    """Failure flags, the smallest conv row std and the largest effective
+    lr over training, from a finished run's work dir."""
+    losses = [v for _, v in ps.read_curve(work_dir, 'loss')]
+    top1 = ps.read_curve(work_dir, METRIC)
+    path = osp.join(work_dir, 'norm_dynamics.jsonl')
+    records = read_norm_dynamics(path) if osp.isfile(path) else []
+    stds = [
+        layer['std_min'] for r in records for layer in r['layers'].values()
+    ]
+    eff = [layer['eff_lr'] for r in records for layer in r['layers'].values()]
+    final = top1[-1][1] if top1 else float('nan')
+    non_finite = any(not math.isfinite(v) for v in losses) or \
+        any(not math.isfinite(v) for v in stds + eff)
+    return dict(
+        test_top1=final,
+        non_finite_loss=non_finite,
+        failed=non_finite or not final >= CHANCE_LIMIT,
+        std_min=min(stds) if stds else None,
+        eff_lr_max=max(eff) if eff else None,
+        std_min_curve=[
+            min(layer['std_min'] for layer in r['layers'].values())
+            for r in records
+        ])
+
+
+def parse_lambdas(items) -> dict:
+    out = {}
+    for item in items:
+        opt, values = item.split('=')
+        if opt not in OPTIMIZERS:
+            raise ValueError(f'--lambdas: unknown optimizer {opt!r}; '
+                             f'accepted: {sorted(OPTIMIZERS)}')
+        out[opt] = [float(v) for v in values.split(',')]
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument(
+        '--lambdas',
+        nargs='+',
+        default=['sgdm=5e-4,5e-3,5e-2', 'adam=1e-3,1e-2,1e-1'],
+        metavar='OPT=L1,L2,...')
+    ap.add_argument('--seeds', type=int, default=1, help='sweep seeds')
+    ap.add_argument(
+        '--decisive',
+        nargs='*',
+        default=['sgdm=5e-2', 'adam=1e-1'],
+        metavar='OPT=L',
+        help='lambdas run on --decisive-seeds seeds')
+    ap.add_argument('--decisive-seeds', type=int, default=3)
+    ap.add_argument('--eps', type=float, default=1e-3)
+    ap.add_argument('--epochs', type=int, default=4)
+    ap.add_argument('--width', type=float, default=0.125)
+    ap.add_argument('--holdout', type=int, default=200)
+    ap.add_argument(
+        '--test-every',
+        type=int,
+        default=2,
+        help='evaluate on every N-th test image')
+    ap.add_argument('--jobs', type=int, default=2)
+    ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--work-dir', default='work_dirs/study_ws')
+    ap.add_argument('--out', default='docs/study_ws_shifted.json')
+    ap.add_argument('--collect-only', action='store_true')
+    ap.add_argument('--smoke', action='store_true')
+    args = ap.parse_args(argv)
+    lambdas = parse_lambdas(args.lambdas)
+    decisive = {(o, float(v))
+                for o, v in (d.split('=') for d in args.decisive)}
+    t0 = time.time()
+    rows, studies = [], {}
+    for opt, lams in lambdas.items():
+        for lam in lams:
+            seeds = args.decisive_seeds if (opt, lam) in decisive \
+                else args.seeds
+            arms = []
+            for reg in ('l2', 'shifted'):
+                name = f'{opt}_{reg}_lam{lam:g}'
+                path = osp.abspath(
+                    osp.join(args.work_dir, 'configs', name + '.py'))
+                os.makedirs(osp.dirname(path), exist_ok=True)
+                ws_config(opt, reg, lam, args).dump(path)
+                arms.append(ps.Arm(name, path))
+            res = ps.run_study(
+                arms,
+                list(range(seeds)),
+                args.work_dir,
+                METRIC,
+                jobs=args.jobs,
+                collect_only=args.collect_only,
+                env=dict(OMP_NUM_THREADS=str(args.threads)))
+            key = f'{opt}_lam{lam:g}'
+            studies[key] = ps.summarize(
+                {
+                    a: {
+                        s: c[-1][1]
+                        for s, c in by_seed.items()
+                    }
+                    for a, by_seed in res['curves'].items()
+                }, arms[0].name,
+                METRIC) if arms[0].name in res['curves'] else None
+            for arm in arms:
+                for s in range(seeds):
+                    st = run_stats(ps.run_dir(args.work_dir, arm.name, s))
+                    rows.append(
+                        dict(
+                            optimizer=opt,
+                            reg=arm.name.split('_')[1],
+                            lam=lam,
+                            seed=s,
+                            **st))
+    result = dict(
+        seconds=time.time() - t0, args=vars(args), runs=rows, paired=studies)
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(result, f, indent=1)
+    lines = [
+        '| optimizer | lambda | reg | seeds | test top-1 (mean) | failed | '
+        'smallest row std | largest eff. lr |',
+        '|---|---|---|---|---|---|---|---|'
+    ]
+    for opt, lams in lambdas.items():
+        for lam in lams:
+            for reg in ('l2', 'shifted'):
+                rs = [
+                    r for r in rows if r['optimizer'] == opt
+                    and r['lam'] == lam and r['reg'] == reg
+                ]
+                if not rs:
+                    continue
+                acc = sum(r['test_top1'] for r in rs) / len(rs)
+                std = min(
+                    (r['std_min'] for r in rs if r['std_min'] is not None),
+                    default=float('nan'))
+                eff = max((r['eff_lr_max']
+                           for r in rs if r['eff_lr_max'] is not None),
+                          default=float('nan'))
+                lines.append(
+                    f'| {opt} | {lam:g} | {reg} | {len(rs)} | {acc:.2f} | '
+                    f"{sum(r['failed'] for r in rs)} / {len(rs)} | "
+                    f'{std:.2e} | {eff:.3g} |')
+    table = '\n'.join(lines)
+    with open(osp.splitext(args.out)[0] + '.md', 'w') as f:
+        f.write(table + '\n')
+    print(table)
+    for key, s in studies.items():
+        if s is None:
+            continue
+        for name, a in s['arms'].items():
+            p = a['vs_baseline']
+            if p is not None and len(p['seeds']) > 1:
+                print(
+                    f"{key} shifted - l2: {p['mean']:+.2f} [{p['ci95'][0]:+.2f}, "
+                    f"{p['ci95'][1]:+.2f}], better in {p['wins']} of "
+                    f"{len(p['seeds'])}")
+    print(f"{result['seconds']:.0f} s; {args.out}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""tools/analysis/paired_study.py three ways: collecting work dirs the test
+makes, training smoke configs locally through tools/train.py, and printing
+the commands of the distributed and slurm launchers."""
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+
+import pytest
+from mmengine.config import Config
+from scipy import stats
+
+from wrs_mm.apis.paired_study import paired_difference
+from wrs_mm.testing import repo_root
+from wrs_mm.testing import small_scale as C
+
+ROOT = repo_root()
+TOOL = os.path.join(ROOT, 'tools', 'analysis', 'paired_study.py')
+WD_CFG = os.path.join(ROOT, 'configs', 'classification',
+                      'vgg16-bn_adamw-wd_1xb100-200e_cifar10.py')
+
+
+def _tool(*args, ok=True):
+    res = subprocess.run([sys.executable, TOOL, *args],
+                         capture_output=True,
+                         text=True,
+                         cwd=ROOT,
+                         env=dict(
+                             os.environ,
+                             TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1',
+                             OMP_NUM_THREADS='1'),
+                         timeout=900)
+    if ok:
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res
+
+
+def _fake_run(root, arm, seed, values):
+    """An mmengine work dir whose scalars.json holds a top-1 curve (and the
+    training-loss lines mmengine writes between evaluations)."""
+    d = root / arm / f'seed{seed}' / '20260101_000000' / 'vis_data'
+    d.mkdir(parents=True)
+    with open(d / 'scalars.json', 'w') as f:
+        for epoch, v in enumerate(values, 1):
+            f.write(json.dumps(dict(loss=1. / epoch, step=epoch * 10)) + '\n')
+            f.write(json.dumps({'test/top1': v, 'step': epoch}) + '\n')
+
+
+def test_collect_only_on_existing_work_dirs(tmp_path):
+    base = {0: 60.1, 1: 61.5, 2: 59.0, 3: 62.2}
+    other = {0: 61.0, 1: 61.0, 2: 60.5, 3: 63.9}
+    for s in base:
+        _fake_run(tmp_path, 'wd', s, [30., base[s]])
+        _fake_run(tmp_path, 'wrs', s, [31., other[s]])
+    res = _tool('a/wd.py', 'b/wrs.py', '--metric', 'test/top1', '--seeds', '0',
+                '1', '2', '3', '--work-dir', str(tmp_path), '--collect-only')
+    summary = json.loads((tmp_path / 'paired_study.json').read_text())
+    p = summary['arms']['wrs']['vs_baseline']
+    d = [other[s] - base[s] for s in base]
+    half = stats.t.ppf(0.975, 3) * statistics.stdev(d) / 2
+    assert p['diffs'] == pytest.approx(d)
+    assert p['mean'] == pytest.approx(statistics.mean(d))
+    assert p['ci95'] == pytest.approx([p['mean'] - half, p['mean'] + half])
+    assert (p['wins'], p['ties'], p['losses']) == (3, 0, 1)
+    assert summary['arms']['wd']['values'] == {
+        str(s): v
+        for s, v in base.items()
+    }
+    assert summary['curves']['wrs']['2'] == [[1, 31.], [2, other[2]]]
+    md = (tmp_path / 'paired_study.md').read_text()
+    assert f"| wrs | 4 | {statistics.mean(other.values()):.2f}" in md
+    assert '3 / 0 / 1' in md and '| wrs |' in res.stdout
+    assert (tmp_path / 'paired_study_curves.png').stat().st_size > 10000
+    # a missing baseline is an error, not an empty report
+    res = _tool(
+        'a/x.py',
+        'b/y.py',
+        '--metric',
+        'test/top1',
+        '--work-dir',
+        str(tmp_path),
+        '--collect-only',
+        ok=False)
+    assert res.returncode == 1 and "no results for the baseline 'x'" in \
+        res.stderr
+
+
+def test_paired_difference_uses_common_seeds_only():
+    p = paired_difference({0: 2., 1: 3., 2: 5.}, {1: 1., 2: 1., 3: 9.})
+    assert p['seeds'] == [1, 2] and p['diffs'] == [2., 4.]
+    one = paired_difference({0: 2.}, {0: 1.})
+    assert one['mean'] == 1. and one['ci95'][0] != one['ci95'][0]  # NaN
+
+
+def test_local_launcher_trains_smoke_configs(tmp_path):
+    """A shipped config shrunk to 100 images, its no-decay variant and a
+    variant that cannot build, on two seeds through tools/train.py: the
+    values come from the runs' own logs, the broken arm is reported as
+    failed, and finished runs are not trained again."""
+    cfg = Config.fromfile(WD_CFG)
+    C.shrink_cls(
+        cfg,
+        tmp_path / 'unused',
+        images=(100, 50),
+        epochs=1,
+        batch_size=25,
+        width=0.0625)
+    cfg.val_evaluator = dict(type='Accuracy', prefix='test')
+    cfg.test_evaluator = cfg.val_evaluator
+    path = str(tmp_path / 'tiny.py')
+    cfg.dump(path)
+    runs = tmp_path / 'runs'
+    args = [
+        path, '--names', 'wd', '--variant', 'nowd',
+        'optim_wrapper.optimizer.weight_decay=0.', '--variant', 'broken',
+        'model.backbone.arch=vgg19', '--metric', 'test/top1', '--seeds', '0',
+        '1', '--jobs', '2', '--work-dir',
+        str(runs)
+    ]
+    res = _tool(*args, ok=False)
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    assert 'broken seed 0: FAILED' in res.stdout
+    summary = json.loads((runs / 'paired_study.json').read_text())
+    assert sorted(summary['arms']) == ['nowd', 'wd']
+    assert {(f['arm'], f['seed'])
+            for f in summary['failed']} == {('broken', 0), ('broken', 1)}
+    for arm in ('wd', 'nowd'):
+        for s in (0, 1):
+            run = runs / arm / f'seed{s}'
+            stamp, = [d for d in os.listdir(run) if (run / d).is_dir()]
+            with open(run / stamp / 'vis_data' / 'scalars.json') as f:
+                top1 = [json.loads(x)['test/top1'] for x in f if 'top1' in x]
+            assert summary['arms'][arm]['values'][str(s)] == top1[-1]
+            cfg_dump = Config.fromfile(str(run / stamp / 'tiny.py'))
+            assert cfg_dump.randomness.seed == s
+            wd = cfg_dump.optim_wrapper.optimizer.weight_decay
+            assert wd == (0. if arm == 'nowd' else 5e-4)
+            assert (run / 'paired_study_run.json').is_file()
+    # the same seed: the same initial weights, so only the decay differs;
+    # a second call trains only the broken arm again
+    res = _tool(*args, ok=False)
+    assert res.stdout.count('FAILED') == 2
+    assert 'wd seed 0: test/top1' not in res.stdout
+
+
+def test_launcher_dry_runs_print_the_commands(tmp_path):
+    cfg = os.path.join(ROOT, 'configs', 'yolov3',
+                       'yolov3_d53-bn_wd_1xb8-ms-320-640-100e-cos_coco.py')
+    wrs = cfg.replace('_wd_', '_wrs-tau10_')
+    common = [
+        cfg, wrs, '--names', 'wd', 'wrs', '--metric', 'coco/bbox_mAP',
+        '--seeds', '0', '1', '2', '--work-dir',
+        str(tmp_path), '--dry-run'
+    ]
+    res = _tool(*common, '--launcher', 'slurm', '--partition', 'gpu', '--gpus',
+                '8')
+    lines = [shlex.split(x) for x in res.stdout.strip().splitlines()]
+    assert len(lines) == 6
+    first = lines[0]
+    assert first[:2] == ['bash', os.path.join(ROOT, 'tools', 'slurm_train.sh')]
+    assert first[2:5] == ['gpu', 'wd_seed0', cfg]
+    assert first[5] == str(tmp_path / 'wd' / 'seed0')
+    assert first[6:] == ['--cfg-options', 'randomness.seed=0']
+    assert lines[5][4] == wrs and lines[5][-1] == 'randomness.seed=2'
+    res = _tool(*common, '--launcher', 'pytorch', '--gpus', '8',
+                '--cfg-options', 'train_cfg.max_epochs=1')
+    first = shlex.split(res.stdout.splitlines()[0])
+    assert first[1].endswith('tools/dist_train.sh')
+    assert first[2:4] == [cfg, '8']
+    assert first[4:6] == ['--work-dir', str(tmp_path / 'wd' / 'seed0')]
+    assert first[6:] == [
+        '--cfg-options', 'randomness.seed=0', 'train_cfg.max_epochs=1'
+    ]
+    assert not list(tmp_path.iterdir())  # nothing ran
+    res = _tool(*common, '--launcher', 'slurm', ok=False)
+    assert res.returncode != 0 and 'needs a partition' in res.stderr

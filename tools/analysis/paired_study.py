@@ -1,0 +1,131 @@
+"""Compare configs over paired seeds: train every arm on every seed (or only
+collect finished work dirs), then report each arm minus the baseline with a
+95 % t interval, wins, per-seed values and metric curves.
+
+    python tools/analysis/paired_study.py CONFIG [CONFIG ...] --metric KEY
+        [--variant NAME k=v [k=v ...]] ... [--names A B ...]
+        [--baseline NAME] [--seeds 0 1 2] [--work-dir work_dirs/paired_study]
+        [--launcher local|pytorch|slurm] [--jobs N] [--gpus N]
+        [--partition P] [--cfg-options k=v ...] [--collect-only] [--dry-run]
+
+Arms: each CONFIG (named after its file, or ``--names``), plus each
+``--variant NAME k=v ...`` (the first CONFIG with those ``--cfg-options``).
+``--cfg-options`` apply to every arm. The baseline is the first arm unless
+``--baseline`` names another. Seed ``s`` sets ``randomness.seed=s``.
+
+Launchers: ``local`` runs ``tools/train.py`` (``--jobs`` at a time);
+``pytorch`` runs ``tools/dist_train.sh CONFIG GPUS``; ``slurm`` runs
+``tools/slurm_train.sh PARTITION JOB CONFIG WORK_DIR`` with ``GPUS``. Runs
+land in ``<work-dir>/<arm>/seed<s>``; a finished run is never repeated.
+
+Example, the shipped YOLOv3 WD and WRS configs on COCO, 3 seeds, 8 GPUs each
+under slurm::
+
+    python tools/analysis/paired_study.py \\
+        configs/yolov3/yolov3_d53-bn_wd_1xb8-ms-320-640-100e-cos_coco.py \\
+        configs/yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py \\
+        --names wd wrs --metric coco/bbox_mAP --seeds 0 1 2 \\
+        --launcher slurm --partition PARTITION --gpus 8 --jobs 3 \\
+        --work-dir work_dirs/yolov3_wd_vs_wrs
+
+Writes ``paired_study.json``, ``paired_study.md`` and
+``paired_study_curves.png`` to the work dir and prints the table.
+"""
+import argparse
+import os.path as osp
+import sys
+
+from wrs_mm.apis.paired_study import (LAUNCHERS, Arm, markdown_table,
+                                      run_study, write_report)
+
+
+def arms_from_args(args) -> list:
+    names = args.names or [
+        osp.splitext(osp.basename(c))[0] for c in args.configs
+    ]
+    if len(names) != len(args.configs):
+        raise SystemExit(f'--names: {len(names)} names for '
+                         f'{len(args.configs)} configs')
+    arms = [
+        Arm(n, osp.abspath(c), list(args.cfg_options))
+        for n, c in zip(names, args.configs)
+    ]
+    for name, *options in args.variant or []:
+        arms.append(
+            Arm(name, osp.abspath(args.configs[0]),
+                list(args.cfg_options) + options))
+    return arms
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('configs', nargs='+')
+    ap.add_argument(
+        '--metric', required=True, help='e.g. coco/bbox_mAP, mIoU, test/top1')
+    ap.add_argument(
+        '--variant',
+        nargs='+',
+        action='append',
+        metavar=('NAME', 'K=V'),
+        help='an arm: the first config with these cfg options')
+    ap.add_argument('--names', nargs='+', help='arm names of the configs')
+    ap.add_argument('--baseline', help='arm the others are compared with')
+    ap.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    ap.add_argument('--work-dir', default='work_dirs/paired_study')
+    ap.add_argument('--launcher', choices=LAUNCHERS, default='local')
+    ap.add_argument('--jobs', type=int, default=1, help='runs at a time')
+    ap.add_argument(
+        '--gpus', type=int, default=1, help='GPUs per run (pytorch, slurm)')
+    ap.add_argument('--partition', help='slurm partition')
+    ap.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        metavar='K=V',
+        help='options for every arm')
+    ap.add_argument(
+        '--collect-only',
+        action='store_true',
+        help='train nothing; report the work dirs as they are')
+    ap.add_argument(
+        '--dry-run',
+        action='store_true',
+        help='print the training commands and stop')
+    args = ap.parse_args(argv)
+    arms = arms_from_args(args)
+    baseline = args.baseline or arms[0].name
+    if baseline not in [a.name for a in arms]:
+        ap.error(f'--baseline {baseline!r} is not an arm: '
+                 f'{[a.name for a in arms]}')
+    study = run_study(
+        arms,
+        args.seeds,
+        args.work_dir,
+        args.metric,
+        launcher=args.launcher,
+        jobs=args.jobs,
+        gpus=args.gpus,
+        partition=args.partition,
+        tools_dir=osp.dirname(osp.dirname(osp.abspath(__file__))),
+        collect_only=args.collect_only,
+        dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
+    if baseline not in study['curves']:
+        print(
+            f'no results for the baseline {baseline!r} in {args.work_dir}',
+            file=sys.stderr)
+        return 1
+    summary = write_report(study, baseline, args.metric, args.work_dir)
+    print(markdown_table(summary))
+    missing = [
+        (a.name, s) for a in arms for s in args.seeds
+        if str(s) not in summary['arms'].get(a.name, {}).get('values', {})
+    ]
+    if missing:
+        print(f'missing (failed or not trained): {missing}', file=sys.stderr)
+    return 1 if study['failed'] else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
