@@ -14,7 +14,8 @@ and 75 % of training. Optimizers: SGD-momentum (lr 0.05, m 0.9) and AdamW (lr
 norm per channel every tau steps, tau in {10, 20, 40} chosen on validation,
 lambda 5e-4 on BN gammas and the classifier); and the time windows of Liu et
 al. 2021 Fig. 7: WD / WRS only after the first lr decay. Every regime uses the
-same seeds (same init and data order), so WRS - WD is a paired comparison.
+same seeds (same init and data order), so WRS - WD is a paired comparison
+(:func:`wrs_mm.apis.paired_study.paired_difference`, as every study here).
 Prints JSON and a table, and draws per-layer conv norms over training (seed 0).
 """
 import argparse
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from wrs_mm.apis.paired_study import paired_difference
 from wrs_mm.core import RowEntry, WeightRescaler, analyze_invariance
 
 TAUS = (10, 20, 40)
@@ -219,19 +221,15 @@ def main():
             print(f'{opt_name:<8} {regime:<14} {m:>13.4f} {s:>6.4f}')
     paired = {}
     for opt_name, r in results.items():
-        diff = [a['test'] - b['test'] for a, b in zip(r['wrs'], r['wd'])]
-        paired[opt_name] = dict(
+        p = paired[opt_name] = dict(
             best_tau=r['best_tau'],
-            mean_diff=statistics.mean(diff),
-            std_diff=statistics.stdev(diff) if len(diff) > 1 else 0.,
-            wrs_wins=sum(x > 0 for x in diff),
-            ties=sum(x == 0 for x in diff),
-            seeds=len(diff))
-        p = paired[opt_name]
+            **paired_difference(
+                dict(enumerate(x['test'] for x in r['wrs'])),
+                dict(enumerate(x['test'] for x in r['wd']))))
         print(f"{opt_name}: WRS (tau={p['best_tau']}, chosen on validation) - "
-              f"WD = {p['mean_diff']:+.4f} +- {p['std_diff']:.4f} over "
-              f"{p['seeds']} paired seeds (WRS better in {p['wrs_wins']}, "
-              f"ties {p['ties']})")
+              f"WD = {p['mean']:+.4f}, 95 % CI [{p['ci95'][0]:+.4f}, "
+              f"{p['ci95'][1]:+.4f}] over {len(p['seeds'])} paired seeds "
+              f"(WRS better in {p['wins']}, ties {p['ties']})")
     sg = results['sgdm']
     plot(
         {

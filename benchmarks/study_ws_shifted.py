@@ -221,10 +221,10 @@ def main(argv=None) -> int:
         for name, a in s['arms'].items():
             p = a['vs_baseline']
             if p is not None and len(p['seeds']) > 1:
-                print(
-                    f"{key} shifted - l2: {p['mean']:+.2f} [{p['ci95'][0]:+.2f}, "
-                    f"{p['ci95'][1]:+.2f}], better in {p['wins']} of "
-                    f"{len(p['seeds'])}")
+                lo, hi = p['ci95']
+                print(f"{key} shifted - l2: {p['mean']:+.2f} [{lo:+.2f}, "
+                      f"{hi:+.2f}], better in {p['wins']} of "
+                      f"{len(p['seeds'])}")
     print(f"{result['seconds']:.0f} s; {args.out}")
     return 0
 

@@ -133,7 +133,7 @@ def test_local_launcher_trains_smoke_configs(tmp_path):
             with open(run / stamp / 'vis_data' / 'scalars.json') as f:
                 top1 = [json.loads(x)['test/top1'] for x in f if 'top1' in x]
             assert summary['arms'][arm]['values'][str(s)] == top1[-1]
-            cfg_dump = Config.fromfile(str(run / stamp / 'tiny.py'))
+            cfg_dump = Config.fromfile(str(run / 'tiny.py'))
             assert cfg_dump.randomness.seed == s
             wd = cfg_dump.optim_wrapper.optimizer.weight_decay
             assert wd == (0. if arm == 'nowd' else 5e-4)

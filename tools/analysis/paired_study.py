@@ -21,9 +21,10 @@ land in ``<work-dir>/<arm>/seed<s>``; a finished run is never repeated.
 Example, the shipped YOLOv3 WD and WRS configs on COCO, 3 seeds, 8 GPUs each
 under slurm::
 
+    Y=configs/yolov3/yolov3_d53-bn
     python tools/analysis/paired_study.py \\
-        configs/yolov3/yolov3_d53-bn_wd_1xb8-ms-320-640-100e-cos_coco.py \\
-        configs/yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py \\
+        ${Y}_wd_1xb8-ms-320-640-100e-cos_coco.py \\
+        ${Y}_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py \\
         --names wd wrs --metric coco/bbox_mAP --seeds 0 1 2 \\
         --launcher slurm --partition PARTITION --gpus 8 --jobs 3 \\
         --work-dir work_dirs/yolov3_wd_vs_wrs

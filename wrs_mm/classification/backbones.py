@@ -7,7 +7,8 @@ and WRS can rescale all of them.
 Both classes take a ``width`` multiplier for CPU-sized studies (channel
 counts are scaled and rounded, at least 1) and a ``conv_cfg`` (mmcv's
 ``build_conv_layer``; e.g. ``dict(type='ConvWS')`` for weight-standardised
-convs, Li et al.'s setting, each still followed by its BatchNorm). Each returns the last feature map;
+convs, Li et al.'s setting, each still followed by its BatchNorm). Each
+returns the last feature map;
 :class:`~wrs_mm.classification.classifier.ImageClassifier` pools it.
 """
 from typing import Optional, Sequence, Union
