@@ -10,9 +10,9 @@ test: install
 
 # format in place (isort, yapf), then check (flake8); tests/test_lint.py checks
 lint: install
-	$(PY) -m isort wrs_mm tests tools benchmarks configs setup.py
-	$(PY) -m yapf -i -r wrs_mm tests tools benchmarks configs setup.py
-	$(PY) -m flake8 wrs_mm tests tools benchmarks configs setup.py
+	$(PY) -m isort wrs_mm tests tools benchmarks configs setup.py wrs_mm_config_hook.py
+	$(PY) -m yapf -i -r wrs_mm tests tools benchmarks configs setup.py wrs_mm_config_hook.py
+	$(PY) -m flake8 wrs_mm tests tools benchmarks configs setup.py wrs_mm_config_hook.py
 
 bench: install
 	$(PY) benchmarks/bench_wrs.py --batch 4 --size-plain 160 --rounds 6 --out docs/bench_wrs_cpu.json

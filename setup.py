@@ -3,6 +3,8 @@ import os.path as osp
 import shutil
 import sys
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+from setuptools.command.develop import develop
 
 #: shipped inside the package, as mmdet / mmseg ship theirs
 MIM_FILES = ('configs', 'tools', 'model-index.yml')
@@ -47,8 +49,41 @@ def add_mim_extension() -> None:
             shutil.copyfile(src, dst)
 
 
+#: site-packages file that lets mmengine resolve ``wrs_mm::`` configs before
+#: anything imports wrs_mm (wrs_mm_config_hook.py says how)
+CONFIG_HOOK_PTH = 'wrs_mm_config_hook.pth'
+
+
+class BuildPyWithPth(build_py):
+    """Also puts the ``.pth`` at the root of the wheel (site-packages)."""
+
+    def run(self):
+        super().run()
+        self.copy_file(
+            osp.join(osp.dirname(osp.abspath(__file__)), CONFIG_HOOK_PTH),
+            osp.join(self.build_lib, CONFIG_HOOK_PTH))
+
+
+class DevelopWithPth(develop):
+    """``setup.py develop`` (make install): the ``.pth`` into
+    site-packages, next to the egg-link; removed by ``--uninstall``."""
+
+    def run(self):
+        super().run()
+        target = osp.join(self.install_dir, CONFIG_HOOK_PTH)
+        if self.uninstall:
+            if osp.exists(target):
+                os.remove(target)
+        else:
+            self.copy_file(
+                osp.join(osp.dirname(osp.abspath(__file__)), CONFIG_HOOK_PTH),
+                target)
+
+
 add_mim_extension()
 setup(
+    cmdclass=dict(build_py=BuildPyWithPth, develop=DevelopWithPth),
+    py_modules=['wrs_mm_config_hook'],
     name='wrs_mm',
     version=version(),
     description='Weight rescaling (WRS) and eps-shifted Lp regularization for '

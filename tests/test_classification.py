@@ -325,7 +325,8 @@ def test_study_smoke(tmp_path):
             os.path.join(runs, 'adamw_wrs_fc', 'seed0',
                          'wrs_invariance.json')) as f:
         fc = {r['name']: r for r in json.load(f)}['fc.weight']
-    assert fc['rescaled'] and not fc['invariant']
+    assert fc['rescaled'] and fc['kind'] == 'none'
+    assert fc['reason'].startswith('FORCED')
     with open(
             os.path.join(runs, 'adamw_wrs_init', 'seed0',
                          'wrs_invariance.json')) as f:

@@ -7,7 +7,10 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TREES = ['wrs_mm', 'tests', 'tools', 'benchmarks', 'configs', 'setup.py']
+TREES = [
+    'wrs_mm', 'tests', 'tools', 'benchmarks', 'configs', 'setup.py',
+    'wrs_mm_config_hook.py'
+]
 
 
 @pytest.mark.parametrize('tool, args', [

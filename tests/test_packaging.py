@@ -21,6 +21,7 @@ from wrs_mm.testing import small_scale as C
 
 ROOT = repo_root()
 WRS_YOLO = 'wrs_mm::yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py'  # noqa: E501
+WRS_DEEPLAB = 'wrs_mm::deeplabv3/deeplabv3_r101-d16_adamw-wrs-tau10_2xb5-55k_voc12aug-512x512.py'  # noqa: E501
 ENV_VAR = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
 
 
@@ -54,6 +55,87 @@ test_dataloader = test_cfg = test_evaluator = None
 train_cfg = dict(max_epochs=1, val_interval=100)
 param_scheduler = []
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
+custom_hooks = [dict(type='WeightRescaleHook', interval=1)]
+"""
+
+
+def coco_test_split() -> str:
+    """A test split for ``tiny_coco`` configs: 2 coco_tiny val images."""
+    coco = coco_root()
+    return f"""
+model.update(test_cfg=dict(score_thr=0., conf_thr=0.))  # an untrained net
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        data_root='{coco}',
+        ann_file='annotations/instances_val2017.json',
+        data_prefix=dict(img='val2017/'),
+        indices=2,
+        test_mode=True,
+        pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='Resize', scale=(128, 128), keep_ratio=True),
+            dict(type='LoadAnnotations', with_bbox=True),
+            dict(type='PackDetInputs', meta_keys=('img_id', 'img_path',
+                 'ori_shape', 'img_shape', 'scale_factor'))
+        ]))
+test_evaluator = dict(
+    type='CocoMetric',
+    ann_file='{coco}annotations/instances_val2017.json',
+    metric='bbox')
+test_cfg = dict(type='TestLoop')
+"""
+
+
+def tiny_voc(base: str, voc_root: str) -> str:
+    """A user's segmentation config inheriting ``base``: DeepLabv3 R-50 at
+    64 px on a VOC-layout set, 2 iterations, WRS every step, tested on 2
+    images."""
+    return f"""_base_ = '{base}'
+model = dict(
+    pretrained=None,
+    backbone=dict(depth=50),
+    data_preprocessor=dict(size=(64, 64)))
+voc = dict(
+    _delete_=True,
+    type='PascalVOCDataset',
+    data_root='{voc_root}',
+    data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClass'))
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='InfiniteSampler', shuffle=False),
+    dataset=dict(
+        voc,
+        ann_file='ImageSets/Segmentation/train.txt',
+        pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations'),
+            dict(type='Resize', scale=(64, 64), keep_ratio=False),
+            dict(type='PackSegInputs')
+        ]))
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        voc,
+        ann_file='ImageSets/Segmentation/val.txt',
+        pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='Resize', scale=(64, 64), keep_ratio=False),
+            dict(type='LoadAnnotations'),
+            dict(type='PackSegInputs')
+        ]))
+val_dataloader = val_cfg = val_evaluator = None
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=100)
+param_scheduler = []
+default_hooks = dict(
+    logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=2))
 custom_hooks = [dict(type='WeightRescaleHook', interval=1)]
 """
 
@@ -166,12 +248,100 @@ def test_readme_config_tables_are_made_from_the_metafiles():
     assert sorted(f for b in blocks for f in b[1].split()) == sorted(index)
 
 
-@pytest.fixture(scope='module')
-def mmdet_tool():
+def own_tool(package: str, name: str) -> str:
+    """``<package>/.mim/tools/<name>`` of an installed OpenMMLab package."""
     from mmengine.utils import get_installed_path
-    tool = osp.join(get_installed_path('mmdet'), '.mim', 'tools', 'train.py')
+    tool = osp.join(get_installed_path(package), '.mim', 'tools', name)
     assert osp.isfile(tool), tool
     return tool
+
+
+@pytest.fixture(scope='module')
+def mmdet_tool():
+    return own_tool('mmdet', 'train.py')
+
+
+FRESH_LOAD = """
+import sys
+start = sorted(m for m in sys.modules
+               if m.split('.')[0] in ('torch', 'mmengine', 'wrs_mm'))
+assert start == [], start  # interpreter start imports none of them
+assert 'wrs_mm_config_hook' in sys.modules
+if sys.argv[1] == 'without-hook':  # as an install without the .pth
+    sys.meta_path[:] = [f for f in sys.meta_path
+                        if type(f).__name__ != '_ConfigTableFinder']
+from mmengine.config import Config
+cfg = Config.fromfile('user_cfg.py')
+print('LOADED', cfg.custom_hooks[0]['type'], cfg.train_cfg.max_epochs)
+"""
+
+
+def _fresh_load(python: str, cwd, env=None, ok=True):
+    (cwd / 'user_cfg.py'
+     ).write_text(f"_base_ = '{WRS_YOLO}'\ntrain_cfg = dict(max_epochs=3)\n")
+    return _run(
+        [python, '-c', FRESH_LOAD, 'with-hook' if ok else 'without-hook'], cwd,
+        env, ok)
+
+
+def test_wrs_mm_config_loads_in_a_fresh_interpreter(tmp_path):
+    """A plain ``Config.fromfile`` of a config inheriting ``wrs_mm::``, in an
+    interpreter that has imported nothing of wrs_mm, torch or mmengine: the
+    installed .pth makes it work, and without its finder it fails as
+    mmengine alone does."""
+    _, out = _fresh_load(sys.executable, tmp_path)
+    assert 'LOADED WeightRescaleHook 3' in out
+    code, out = _fresh_load(sys.executable, tmp_path, ok=False)
+    assert code != 0 and 'does not support to load wrs_mm config' in out
+
+
+def _train_and_test_with_own_tools(package,
+                                   cfg_text,
+                                   cwd,
+                                   python,
+                                   env,
+                                   ckpt,
+                                   rescaled,
+                                   test=True):
+    """``<package>/.mim/tools/train.py`` (and ``test.py``) on a user config
+    written in ``cwd``, in a fresh interpreter ``python``."""
+    (cwd / 'user_cfg.py').write_text(cfg_text)
+    _run([
+        python,
+        own_tool(package, 'train.py'), 'user_cfg.py', '--work-dir', 'wd'
+    ], cwd, env)
+    _unit_norm_convs(str(cwd / 'wd' / ckpt), rescaled)
+    if not test:
+        return ''
+    _, out = _run([
+        python,
+        own_tool(package, 'test.py'), 'user_cfg.py',
+        str(cwd / 'wd' / ckpt), '--work-dir', 'wd_test'
+    ], cwd, env)
+    return out
+
+
+def test_mmdet_and_mmseg_own_tools_on_configs_inheriting_wrs_mm(tmp_path):
+    """mmdet's and mmseg's own tools/train.py and tools/test.py, from a
+    folder outside the repository, on user configs whose ``_base_`` is a
+    ``wrs_mm::`` detection / segmentation config (this environment: the
+    editable install of ``make install``)."""
+    env = dict(os.environ, **{ENV_VAR: '1'})
+    det = tmp_path / 'det'
+    det.mkdir()
+    out = _train_and_test_with_own_tools(
+        'mmdet',
+        tiny_coco(WRS_YOLO) + coco_test_split(), det, sys.executable, env,
+        'epoch_1.pth', 72)
+    assert 'coco/bbox_mAP' in out
+    seg = tmp_path / 'seg'
+    seg.mkdir()
+    voc = C.make_voc_from_coco(
+        str(tmp_path / 'voc'), n_train=2, n_val=2, size=64)
+    out = _train_and_test_with_own_tools('mmseg', tiny_voc(WRS_DEEPLAB,
+                                                           voc), seg,
+                                         sys.executable, env, 'iter_2.pth', 61)
+    assert 'mIoU' in out
 
 
 def test_mmdet_own_train_tool_trains_and_resumes_with_the_plugin(
@@ -225,8 +395,8 @@ def test_clean_install_of_the_wheel(tmp_path):
          cwd=tmp_path)
     wheel, = glob.glob(str(dist / 'wrs_mm-*.whl'))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for required in ('wrs_mm/.mim/model-index.yml',
-                     'wrs_mm/.mim/tools/train.py',
+    for required in ('wrs_mm/.mim/model-index.yml', 'wrs_mm_config_hook.pth',
+                     'wrs_mm_config_hook.py', 'wrs_mm/.mim/tools/train.py',
                      'wrs_mm/.mim/configs/yolov3/metafile.yml',
                      'wrs_mm/.mim/configs/classification/_base_/cifar10.py',
                      'wrs_mm/registry.py'):
@@ -280,3 +450,23 @@ def test_clean_install_of_the_wheel(tmp_path):
         osp.join(mim, 'tools', 'train.py'), 'cfg.py', '--work-dir', 'wd'
     ], user, env)
     _unit_norm_convs(str(user / 'wd' / 'epoch_1.pth'), 72)
+    # wrs_mm:: configs in a fresh interpreter, and under mmdet's and mmseg's
+    # own train.py, from the wheel's .pth (no editable install here)
+    env[ENV_VAR] = '1'
+    _, out = _fresh_load(new_py, user, env)
+    assert 'LOADED WeightRescaleHook 3' in out
+    for package, text, ckpt, rescaled in (('mmdet', tiny_coco(WRS_YOLO),
+                                           'epoch_1.pth', 72),
+                                          ('mmseg',
+                                           tiny_voc(
+                                               WRS_DEEPLAB,
+                                               C.make_voc_from_coco(
+                                                   str(tmp_path / 'voc'),
+                                                   n_train=2,
+                                                   n_val=2,
+                                                   size=64)), 'iter_2.pth',
+                                           61)):
+        d = user / package
+        d.mkdir()
+        _train_and_test_with_own_tools(
+            package, text, d, new_py, env, ckpt, rescaled, test=False)

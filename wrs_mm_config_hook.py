@@ -1,0 +1,79 @@
+"""Lets mmengine resolve ``wrs_mm::`` config paths in any interpreter, before
+anything has imported ``wrs_mm``.
+
+mmengine resolves ``_base_ = 'pkg::path'`` from a fixed table of packages
+(``mmengine.config.utils.MODULE2PACKAGE``), before it processes a config's
+``custom_imports``; so mmdet's and mmseg's own ``tools/train.py`` could not
+load a config that inherits ``wrs_mm::...``. ``wrs_mm_config_hook.pth``, which
+the wheel and ``setup.py develop`` install into site-packages, imports this
+module at interpreter start. It imports nothing but ``sys``, never torch or
+mmengine, and never raises: it puts one finder
+at the front of ``sys.meta_path`` that waits for ``mmengine.config.utils`` to
+be imported, adds ``'wrs_mm': 'wrs_mm'`` to its table right after the module
+has run, and removes itself. ``WRS_MM_CONFIG_HOOK=0`` in the environment
+turns it off. Start-up cost: ``benchmarks/bench_startup.py``.
+"""
+import os
+import sys
+
+TARGET = 'mmengine.config.utils'
+
+
+def register(module) -> None:
+    """Add wrs_mm to mmengine's table of packages with configs."""
+    table = getattr(module, 'MODULE2PACKAGE', None)
+    if isinstance(table, dict):
+        table.setdefault('wrs_mm', 'wrs_mm')
+
+
+class _ConfigTableFinder:
+    """Finds nothing itself: wraps the real loader of :data:`TARGET`."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != TARGET:
+            return None
+        try:
+            _remove()
+            for finder in sys.meta_path:
+                spec = getattr(finder, 'find_spec', None)
+                spec = spec and spec(name, path, target)
+                if spec is not None and spec.loader is not None:
+                    break
+            else:
+                return None
+            real = spec.loader.exec_module
+
+            def exec_module(module):
+                real(module)
+                try:
+                    register(module)
+                except Exception:  # never break mmengine's import
+                    pass
+
+            spec.loader.exec_module = exec_module
+            return spec
+        except Exception:  # fall back to the normal import, untouched
+            return None
+
+
+def _remove() -> None:
+    sys.meta_path[:] = [
+        f for f in sys.meta_path if not isinstance(f, _ConfigTableFinder)
+    ]
+
+
+def install() -> None:
+    """Register now if mmengine's config module is loaded, else on its
+    import."""
+    try:
+        if os.environ.get('WRS_MM_CONFIG_HOOK', '1') == '0':
+            return
+        if TARGET in sys.modules:
+            register(sys.modules[TARGET])
+        elif not any(isinstance(f, _ConfigTableFinder) for f in sys.meta_path):
+            sys.meta_path.insert(0, _ConfigTableFinder())
+    except Exception:
+        pass
+
+
+install()
