@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test lint bench demo study study-cifar gpu-report
+.PHONY: install test lint docs bench demo study study-cifar study-ws gpu-report
 install:
 	bash tools/install.sh $(VENV)
 
@@ -14,6 +14,10 @@ lint: install
 	$(PY) -m yapf -i -r wrs_mm tests tools benchmarks configs setup.py wrs_mm_config_hook.py
 	$(PY) -m flake8 wrs_mm tests tools benchmarks configs setup.py wrs_mm_config_hook.py
 
+# the manual: docs/en/_build/html/index.html (fails on any warning)
+docs: install
+	$(PY) -m sphinx -W --keep-going -b html docs/en docs/en/_build/html
+
 bench: install
 	$(PY) benchmarks/bench_wrs.py --batch 4 --size-plain 160 --rounds 6 --out docs/bench_wrs_cpu.json
 	$(PY) benchmarks/bench_norm_dynamics.py --out docs/bench_norm_dynamics_cpu.json
@@ -21,9 +25,14 @@ bench: install
 study: install
 	$(PY) benchmarks/study_wrs_vs_wd.py
 
-# Liu et al. 2021 Table 1 / Fig. 1 at CPU scale (about 90 min on 2 cores)
+# Liu et al. 2021 Table 1 / Fig. 1 at CPU scale and the ablations that explain
+# it: wd, wrs (tau on validation), wrs_init, wrs_fc, shifted; 5 paired seeds
 study-cifar: install
-	$(PY) benchmarks/study_cifar10.py --seeds 5 --epochs 12 --extra-arms none
+	$(PY) benchmarks/study_cifar10.py --seeds 5 --epochs 12
+
+# Li et al. Table II / III, Fig. 6 at CPU scale: WS VGG16-BN, L2 vs eps-shifted
+study-ws: install
+	$(PY) benchmarks/study_ws_shifted.py
 
 # on a CUDA machine: CUDA tests, op / step overheads, kernel registers (~6 min)
 gpu-report: install

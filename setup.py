@@ -116,6 +116,8 @@ setup(
             'mmsegmentation==1.2.2', 'pycocotools', 'ftfy', 'regex',
             'setuptools<80', 'matplotlib'
         ],
+        # the manual (make docs; tests/test_docs.py builds it)
+        'docs': ['sphinx>=7,<10', 'myst-parser>=3,<6'],
         # the suite, the benchmarks and the linters
         'tests': [
             'pytest', 'scipy', 'adamp', 'scikit-learn', 'triton',

@@ -342,7 +342,10 @@ def test_study_smoke(tmp_path):
                  '--max-seeds', 'wd=1', 'wrs_init=1', '--previous', str(out),
                  '--work-dir', str(tmp_path / 'runs2'), '--out', str(out2))
     again = json.loads(out2.read_text())
-    assert again['summary']['adamw']['reproduced'] == {'adamw_wd_seed0': 0.}
+    assert again['summary']['adamw']['reproduced'] == {
+        'adamw_wd_seed0': 0.,
+        'adamw_wrs_init_seed0': 0.
+    }
     assert not os.path.isdir(tmp_path / 'runs2' / 'adamw_wd' / 'seed1')
     wd = again['summary']['adamw']['arms']['adamw_wd']['values']
     assert wd == arms['adamw_wd']['values']

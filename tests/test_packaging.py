@@ -1,7 +1,7 @@
 """wrs_mm installed the OpenMMLab way: ``wrs_mm::`` config paths from a
-config outside the repository, the model index against the README, mmdet's own
-``tools/train.py`` (and ``--resume``) with the plugin, and a clean install of
-the built wheel into a new environment."""
+config outside the repository and from fresh interpreters, the model index
+against the model zoo page, mmdet's and mmseg's own tools with the plugin,
+and a clean install of the built wheel into a new environment."""
 import glob
 import os
 import os.path as osp
@@ -232,18 +232,18 @@ def test_model_index_lists_every_config_as_mmdet_does():
                     m['Paper Target'], (cfg, v, m['Paper Target'])
 
 
-def test_readme_config_tables_are_made_from_the_metafiles():
+def test_model_zoo_config_tables_are_made_from_the_metafiles():
     sys.path.insert(0, osp.join(ROOT, 'tools', 'misc'))
     try:
         import config_table
     finally:
         sys.path.pop(0)
-    with open(osp.join(ROOT, 'README.md')) as f:
+    with open(osp.join(ROOT, 'docs', 'en', 'model_zoo.md')) as f:
         readme = f.read()
     index = config_table.models(ROOT)
     assert config_table.update(readme, index) == readme, \
-        'README config tables are stale: python tools/misc/config_table.py '\
-        '--update README.md'
+        'model zoo config tables are stale: python ' \
+        'tools/misc/config_table.py --update docs/en/model_zoo.md'
     blocks = config_table.BLOCK.findall(readme)
     assert sorted(f for b in blocks for f in b[1].split()) == sorted(index)
 

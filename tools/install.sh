@@ -43,10 +43,11 @@ fi
 # ship it); on CPU its interpreter runs the kernel tests.
 "$PY" -c 'import triton' 2>/dev/null || $PIP install triton==3.6.0
 # the rest from setup.py's extras: mm (mmengine, mmdet, mmseg, ...), tests
-# (pytest, the benchmarks' and linters' packages); wrs_mm editable, as a
+# (pytest, the benchmarks' and linters' packages), docs (Sphinx, MyST);
+# wrs_mm editable, as a
 # `setup.py develop` link (--no-use-pep517): mmengine finds `wrs_mm::` configs
 # under the distribution's location, which is the checkout only then (a
 # PEP 660 editable install puts it in site-packages, where no wrs_mm/.mim is)
 $PIP install -c "$CONSTRAINTS" --no-build-isolation --no-use-pep517 \
-  -e ".[mm,tests]"
+  -e ".[mm,tests,docs]"
 "$PY" -c 'import mmcv.ops, mmdet, mmseg, wrs_mm; print("wrs_mm environment ready:", mmcv.__version__, mmdet.__version__, mmseg.__version__)'

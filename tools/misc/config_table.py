@@ -1,12 +1,13 @@
-"""The README's config tables, made from the model index (``model-index.yml``
-and each family's ``metafile.yml``), so that the two cannot disagree.
+"""The config tables of the model zoo page (``docs/en/model_zoo.md``), made
+from the model index (``model-index.yml`` and each family's
+``metafile.yml``), so that the two cannot disagree.
 
     python tools/misc/config_table.py            # print every table
-    python tools/misc/config_table.py --update README.md
+    python tools/misc/config_table.py --update docs/en/model_zoo.md
 
-``--update`` rewrites each block of the README that starts with
+``--update`` rewrites each block of the page that starts with
 ``<!-- config-table: FAMILY ... -->`` and ends with ``<!-- /config-table -->``
-(FAMILY: a folder under ``configs/``); the tests check the README is up to
+(FAMILY: a folder under ``configs/``); the tests check the page is up to
 date.
 """
 import argparse
@@ -56,7 +57,7 @@ def update(text: str, index: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--update', metavar='README', help='rewrite its blocks')
+    ap.add_argument('--update', metavar='PAGE', help='rewrite its blocks')
     args = ap.parse_args(argv)
     index = models()
     if args.update is None:

@@ -3,7 +3,7 @@ weights.
 
 Li, Chen, Yang, "Understanding the Disharmony between Weight Normalization
 Family and Weight Decay: eps-shifted L2 Regularizer", Sec. 5. Per output
-channel j,
+channel j::
 
     R(w_j) = lambda/2 * (||w_j||_p - eps)^2,
     dR/dw_j = lambda * (||w_j||_p - eps) * sign(w_j) |w_j|^(p-1)
@@ -17,7 +17,7 @@ Weight-standardised convolutions (mmcv ``ConvWS2d``) ignore both the scale and
 the mean of ``w_j``; following the authors' code (implus/PytorchInsight
 ``LSGD``), with ``n = len(w_j)``, ``mu = mean(w_j)``, ``c = w_j - mu`` and
 ``s = ||c||_p / (n-1)^(1/p)`` (the unbiased std for p = 2, as ``ConvWS2d``
-uses)
+uses)::
 
     R_ws(w_j) = lambda/2 * [(n-1) (s - eps)^2 + n mu^2],
     dR_ws/dw_j = lambda * [(n-1)^(1-1/p) (s - eps) P(g) + mu],
