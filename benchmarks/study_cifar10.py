@@ -264,8 +264,6 @@ def main(argv=None) -> int:
             by_seeds.setdefault(min(n, args.seeds), []).append(a)
         curves: dict = {}
         for n, group in sorted(by_seeds.items(), reverse=True):
-            if len(group) == 1:  # the runner wants two arms: add the baseline
-                group = group + [a for a in arms if a not in group][:1]
             got = study(group, list(range(n)), args)['curves']
             for name, c in got.items():
                 curves.setdefault(name, {}).update(c)

@@ -336,15 +336,17 @@ def test_study_smoke(tmp_path):
         assert os.path.getsize(str(out)[:-5] + suffix) > 10000
     assert '| adamw_wrs_init | 2 |' in res.stdout
 
-    # reuse: wd seed 1 from the first result, seed 0 retrained elsewhere
+    # reuse: wd seed 1 from the first result, not retrained although
+    # wrs_init trains 2 seeds; seed 0 retrained elsewhere, bitwise equal
     out2 = tmp_path / 'again.json'
     res = _study('--arms', 'wd', 'wrs_init', '--tau', f'adamw={tau}',
-                 '--max-seeds', 'wd=1', 'wrs_init=1', '--previous', str(out),
-                 '--work-dir', str(tmp_path / 'runs2'), '--out', str(out2))
+                 '--max-seeds', 'wd=1', '--previous', str(out), '--work-dir',
+                 str(tmp_path / 'runs2'), '--out', str(out2))
     again = json.loads(out2.read_text())
     assert again['summary']['adamw']['reproduced'] == {
         'adamw_wd_seed0': 0.,
-        'adamw_wrs_init_seed0': 0.
+        'adamw_wrs_init_seed0': 0.,
+        'adamw_wrs_init_seed1': 0.
     }
     assert not os.path.isdir(tmp_path / 'runs2' / 'adamw_wd' / 'seed1')
     wd = again['summary']['adamw']['arms']['adamw_wd']['values']

@@ -94,6 +94,8 @@ def main(argv=None) -> int:
         help='print the training commands and stop')
     args = ap.parse_args(argv)
     arms = arms_from_args(args)
+    if len(arms) < 2:
+        ap.error('give at least two arms (configs, or a config and --variant)')
     baseline = args.baseline or arms[0].name
     if baseline not in [a.name for a in arms]:
         ap.error(f'--baseline {baseline!r} is not an arm: '

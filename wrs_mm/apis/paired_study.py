@@ -128,9 +128,9 @@ def run_study(arms: Sequence[Arm],
         raise ValueError(f'paired study: launcher must be one of '
                          f'{LAUNCHERS}, got {launcher!r}')
     names = [a.name for a in arms]
-    if len(set(names)) != len(names) or len(arms) < 2:
-        raise ValueError('paired study: give at least two arms with '
-                         f'distinct names, got {names}')
+    if len(set(names)) != len(names) or not arms:
+        raise ValueError('paired study: give arms with distinct names, got '
+                         f'{names}')
     if not seeds:
         raise ValueError('paired study: give at least one seed')
     if tools_dir is None:
