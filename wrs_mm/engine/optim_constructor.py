@@ -92,7 +92,9 @@ class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
         wrapped, model = model, unwrap(model)
-        optimizer_cfg = self.optimizer_cfg.copy()
+        # a plain dict: a ConfigDict would turn the param groups into
+        # ConfigDicts, which torch.compile cannot trace in optimizer.step
+        optimizer_cfg = dict(self.optimizer_cfg)
         optimizer_cls = optimizer_cfg['type']
         if isinstance(optimizer_cls, str):
             with OPTIMIZERS.switch_scope_and_registry(None) as registry:

@@ -5,9 +5,15 @@
 other; each registers with the :class:`WRSPlugin` of the run's optimizer
 wrapper (``WRSPlugin.of(optim_wrapper, model)``), which owns
 
-* the invariance analysis of the first real training forward
-  (:func:`wrs_mm.core.classify` on the forward's autograd graph), handed to the
-  features that need it in :data:`SETUP_ORDER`;
+* the invariance analysis of the first training forward
+  (:func:`wrs_mm.core.classify` on the forward's autograd graph), handed to
+  the features that need it in :data:`SETUP_ORDER`. Under ``torch.compile``
+  (mmengine's ``compile=True``) the forward's graph is not a real autograd
+  graph, so the analysis runs outside the compiled graph instead, right
+  before that forward: an eager forward of the same inputs
+  (:func:`wrs_mm.core.analyze_invariance`; buffers and every random
+  generator restored, so training goes on exactly as without it). The hooks
+  are removed afterwards (under compile: one recompilation);
 * one torch optimizer step pre-hook and one post-hook, which call the
   features' callbacks in :data:`PRE_STEP_ORDER` / :data:`POST_STEP_ORDER`;
 * the handles of every torch hook it installed, removed by :meth:`remove`
@@ -34,7 +40,9 @@ from mmengine.dist import broadcast_object_list, get_world_size
 from mmengine.model import is_model_wrapper
 from torch import nn
 
-from ..core import InvarianceRecorder, InvarianceReport, classify, loss_tensors
+from ..core import (InvarianceRecorder, InvarianceReport, analyze_invariance,
+                    classify, loss_tensors)
+from ..core.verify import _rng_states, _set_rng_states
 
 SHIFTED_REG = 'shifted_reg'
 WEIGHT_RESCALE = 'weight_rescale'
@@ -76,6 +84,7 @@ class WRSPlugin:
         self._forward_handles: List = []
         self._step_handles: List = []
         self._recorder: Optional[InvarianceRecorder] = None
+        self._analysing = False
 
     @classmethod
     def of(cls, optim_wrapper, model: nn.Module) -> 'WRSPlugin':
@@ -107,33 +116,60 @@ class WRSPlugin:
         # model (EMA) shares the hooks, which ignore calls on any other module
         ref, target = weakref.ref(self), weakref.ref(self.model)
 
-        def pre(module, args):
+        def pre(module, args, kwargs):
+            compiling = torch.compiler.is_compiling()  # first: dynamo folds it
             plugin = ref()
-            if plugin is not None and module is target():
+            if plugin is None or module is not target():
+                return
+            if compiling:
+                plugin._analyse_outside_graph(module, args, kwargs)
+            else:
                 plugin._start_analysis(module)
 
         def post(module, args, output):
+            compiling = torch.compiler.is_compiling()
             plugin = ref()
-            if plugin is not None and module is target():
+            if plugin is not None and module is target() and not compiling:
                 plugin._finish_analysis(module, output)
 
         self._forward_handles = [
-            self.model.register_forward_pre_hook(pre),
+            self.model.register_forward_pre_hook(pre, with_kwargs=True),
             self.model.register_forward_hook(post)
         ]
 
     def _start_analysis(self, model: nn.Module) -> None:
-        if self.report is None and self._recorder is None and model.training:
+        if (self.report is None and self._recorder is None
+                and not self._analysing and model.training):
             self._recorder = InvarianceRecorder(model).__enter__()
 
     def _finish_analysis(self, model: nn.Module, output) -> None:
         """Classify the parameters from this forward's losses (before any
-        backward or step); under DDP every rank takes rank 0's report."""
+        backward or step)."""
         if self._recorder is None:
             return
         recorder, self._recorder = self._recorder, None
         recorder.__exit__(None, None, None)
-        report = classify(model, loss_tensors(output), recorder)
+        self._publish(classify(model, loss_tensors(output), recorder))
+
+    @torch.compiler.disable
+    def _analyse_outside_graph(self, model: nn.Module, args, kwargs) -> None:
+        """Under torch.compile: classify from an eager forward of this
+        forward's inputs, run before it (buffers and random generators
+        restored)."""
+        if self.report is not None or self._analysing or not model.training:
+            return
+        self._analysing = True
+        rng = _rng_states()
+        try:
+            report = analyze_invariance(model, lambda: model(*args, **kwargs))
+        finally:
+            _set_rng_states(rng)
+            self._analysing = False
+        self._publish(report)
+
+    def _publish(self, report: InvarianceReport) -> None:
+        """Hand the report to the features; under DDP every rank takes rank
+        0's report."""
         if get_world_size() > 1:
             box = [report]
             broadcast_object_list(box, src=0)
@@ -168,7 +204,11 @@ class WRSPlugin:
             ]
 
     @staticmethod
+    @torch.compiler.disable
     def _run(table: dict, order: tuple) -> None:
+        """Run eagerly, outside any compiled graph: the callbacks count steps
+        and branch on them, which dynamo would otherwise guard on (a
+        recompilation per step)."""
         for feature in order:
             fn = table.get(feature)
             if fn is not None:
