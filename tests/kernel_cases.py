@@ -102,6 +102,47 @@ def shifted_diffs(device, backend, dtype=torch.float32) -> dict:
     return diffs
 
 
+def layout_cases(device) -> dict:
+    """The Triton backend on a channels_last weight (rescale and both
+    shifted modes, against 'torch'), and its refusal of weights whose rows
+    are not contiguous blocks (a slice, a transpose)."""
+    out = {}
+    for k in ('torch', 'triton'):
+        torch.manual_seed(0)
+        p = torch.randn(
+            8, 4, 3, 3, device=device).to(memory_format=torch.channels_last)
+        q = p.detach().clone()
+        q.grad = torch.randn_like(q)
+        WeightRescaler([RowEntry('p', p, 8)],
+                       backend=k,
+                       self_check=False,
+                       target_norm=0.5)()
+        ShiftedLpRegularizer([ShiftedLpEntry('q', q, 0.1)],
+                             eps=0.5,
+                             mode='coupled',
+                             backend=k,
+                             self_check=False).step_()
+        out[k] = [p, q.grad]
+    refused = []
+    base = torch.randn(8, 6, 3, 3, device=device)
+    for view in (base[:, ::2], torch.randn(5, 8, device=device).t()):
+        for make in (
+                lambda v: WeightRescaler([RowEntry('v', v, 8)],
+                                         backend='triton'),
+                lambda v: ShiftedLpRegularizer(
+                    [ShiftedLpEntry('v', v, 0.1)], eps=0.5, backend='triton')):
+            try:
+                make(view)
+                refused.append('accepted')
+            except ValueError as e:
+                refused.append(str(e))
+    return dict(
+        channels_last=_max_diff(out['torch'], out['triton']),
+        channels_last_layout=out['triton'][0].is_contiguous(
+            memory_format=torch.channels_last),
+        refused=refused)
+
+
 def all_diffs(device, backend) -> dict:
     return dict(
         rescale_fp32=rescale_diffs(device, backend),
@@ -115,4 +156,8 @@ def all_diffs(device, backend) -> dict:
 
 
 if __name__ == '__main__':
-    print(json.dumps(all_diffs(sys.argv[1], 'triton')))
+    print(
+        json.dumps(
+            dict(
+                all_diffs(sys.argv[1], 'triton'),
+                layouts=layout_cases(sys.argv[1]))))

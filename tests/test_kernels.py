@@ -52,7 +52,16 @@ def _interpreted(script: str, *args) -> str:
 
 
 def test_triton_kernels_in_interpreter_match_reference():
-    _check(json.loads(_interpreted('kernel_cases.py', 'cpu')))
+    diffs = json.loads(_interpreted('kernel_cases.py', 'cpu'))
+    _check(diffs)
+    # channels_last weights: the kernels write the permuted rows in place;
+    # rows with gaps (a slice, a transpose): refused, by both ops
+    layouts = diffs['layouts']
+    assert layouts['channels_last'] < 1e-6 and \
+        layouts['channels_last_layout'], layouts
+    assert len(layouts['refused']) == 4
+    for msg in layouts['refused']:
+        assert 'rows are contiguous blocks' in msg, msg
 
 
 def test_loop_backend_matches_reference_on_cpu():
