@@ -61,8 +61,46 @@ POST_STEP_ORDER = (NORM_DYNAMICS, WEIGHT_RESCALE)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DDP / FSDP wrapper (or the model itself)."""
+    """The model inside a DDP wrapper (or the model itself)."""
     return model.module if is_model_wrapper(model) else model
+
+
+#: what wrs_mm runs under; the sharding ones are refused by
+#: :func:`check_unsharded`
+SUPPORTED = ('the default Runner (one process or DDP), or FlexibleRunner '
+             "with strategy=dict(type='DDPStrategy') or "
+             "'SingleDeviceStrategy'")
+
+
+def check_unsharded(model) -> None:
+    """Refuse models whose weights may be split across ranks (FSDP,
+    DeepSpeed ZeRO): a per-row norm computed on one rank's shard is wrong,
+    and the parameters the optimizer sees are flat shards, not the analysed
+    weights. Raises ``RuntimeError`` naming the strategy and what is
+    supported."""
+    names = {c.__name__ for c in type(model).__mro__}
+    what = None
+    if names & {'DeepSpeedEngine', 'MMDeepSpeedEngineWrapper'}:
+        what = "DeepSpeed (mmengine's DeepSpeedStrategy)"
+    elif isinstance(model, nn.Module):
+        try:
+            from torch.distributed.fsdp import FullyShardedDataParallel
+        except ImportError:  # pragma: no cover - torch without distributed
+            FullyShardedDataParallel = ()
+        if any(
+                isinstance(m, FullyShardedDataParallel)
+                for m in model.modules()):
+            what = (
+                "FSDP (mmengine's FSDPStrategy / MMFullyShardedDataParallel"
+                ', torch FullyShardedDataParallel)')
+        elif any(type(p).__name__ == 'DTensor' for p in model.parameters()):
+            what = ('sharded DTensor parameters (torch fully_shard / tensor '
+                    'parallelism)')
+    if what is not None:
+        raise RuntimeError(
+            f'wrs_mm does not support {what}: the rows of a weight can be '
+            'split across ranks, so norms computed on one shard would be '
+            f'wrong. Supported: {SUPPORTED}.')
 
 
 class WRSPlugin:
@@ -92,6 +130,7 @@ class WRSPlugin:
         created on first use."""
         plugin = getattr(optim_wrapper, cls._ATTR, None)
         if plugin is None:
+            check_unsharded(model)
             plugin = cls(model, optim_wrapper.optimizer)
             setattr(optim_wrapper, cls._ATTR, plugin)
         return plugin

@@ -14,7 +14,7 @@ from ..core.rescale import (BACKENDS, CHECKS, check_choice, check_target_norm,
                             rescale_optimizer_state)
 from .config_checks import check_resume_loadable, dropped_base_hooks
 from .param_groups import ROLE_WRS, claim_groups, groups_summary
-from .plugin import WEIGHT_RESCALE, WRSPlugin, unwrap
+from .plugin import WEIGHT_RESCALE, WRSPlugin, check_unsharded, unwrap
 from .selection import check_patterns_match, compile_patterns, select
 
 GRANULARITIES = ('auto', 'channel', 'tensor')
@@ -164,6 +164,7 @@ class WeightRescaleHook(Hook):
         self._plugin: Optional[WRSPlugin] = None
 
     def before_run(self, runner) -> None:
+        check_unsharded(runner.model)
         check_resume_loadable(runner, 'WeightRescaleHook')
         names = [n for n, _ in unwrap(runner.model).named_parameters()]
         check_patterns_match(self.include, self.exclude, names,

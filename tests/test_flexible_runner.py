@@ -1,0 +1,94 @@
+"""mmengine's FlexibleRunner and its strategies, on CPU / gloo: DDPStrategy
+trains with WRS and the eps-shifted L2 on 2 processes, every rank
+identical; FSDPStrategy (its sharded weights would make per-row norms wrong)
+is refused before the first step with an error naming it and what is
+supported; so are torch FSDP, fully_shard and DeepSpeed-wrapped models
+handed to the plugin directly."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from wrs_mm.engine.plugin import SUPPORTED, check_unsharded
+
+HERE = os.path.dirname(__file__)
+
+
+def _torchrun(tmp_path, strategy, procs, port):
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        CUDA_VISIBLE_DEVICES='',
+        PYTHONPATH=HERE)
+    subprocess.run([
+        sys.executable, '-m', 'torch.distributed.run',
+        f'--nproc_per_node={procs}', f'--master_port={port}',
+        os.path.join(HERE, 'flexible_train.py'),
+        str(tmp_path), strategy
+    ],
+                   check=True,
+                   env=env,
+                   timeout=300)
+
+
+def test_ddp_strategy_two_processes(tmp_path):
+    _torchrun(tmp_path, 'ddp', 2, 29531)
+    a = torch.load(tmp_path / 'params_rank0.pt')
+    b = torch.load(tmp_path / 'params_rank1.pt')
+    assert a['rescales'] == b['rescales'] == 3
+    for k in a['params']:
+        assert torch.equal(a['params'][k], b['params'][k]), k
+    conv1 = a['params']['net.conv1.weight'].flatten(1)  # rescaled last step
+    assert torch.allclose(
+        conv1.norm(dim=1), torch.ones(conv1.shape[0]), atol=1e-5)
+    conv2 = a['params']['net.conv2.weight'].flatten(1)  # shifted-L2 only
+    assert not torch.allclose(
+        conv2.norm(dim=1), torch.ones(conv2.shape[0]), atol=1e-2)
+
+
+@pytest.mark.parametrize('variant', ['fsdp', 'fsdp_hook'])
+def test_fsdp_strategy_is_refused_before_the_first_step(tmp_path, variant):
+    """Refused by the constructor (shifted_reg) or, with WRS alone, by the
+    hook's before_run."""
+    _torchrun(tmp_path, variant, 1, 29532)
+    with open(tmp_path / 'error_rank0.json') as f:
+        err = json.load(f)
+    assert err['iter'] == 0, err  # nothing trained
+    assert 'wrs_mm does not support FSDP' in err['error']
+    assert "FSDPStrategy" in err['error'] and SUPPORTED in err['error']
+    assert not (tmp_path / 'params_rank0.pt').exists()
+
+
+def test_sharded_models_are_refused(tmp_path):
+    """torch FSDP, fully_shard (DTensor parameters) and a DeepSpeed engine
+    (deepspeed is not installable here: a class of that name stands in for
+    it) are refused; DDP and plain modules pass."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FullyShardedDataParallel, fully_shard
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT='29534')
+    dist.init_process_group('gloo', rank=0, world_size=1)
+    try:
+        net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+        check_unsharded(net)
+        check_unsharded(nn.parallel.DistributedDataParallel(net))
+        with pytest.raises(RuntimeError, match='does not support FSDP'):
+            check_unsharded(
+                FullyShardedDataParallel(
+                    nn.Sequential(nn.Conv2d(3, 4, 3)),
+                    device_id=torch.device('cpu')))
+        shard = nn.Sequential(nn.Conv2d(3, 4, 3))
+        fully_shard(shard)
+        with pytest.raises(RuntimeError, match='sharded DTensor parameters'):
+            check_unsharded(shard)
+
+        class DeepSpeedEngine(nn.Module):
+            pass
+
+        with pytest.raises(RuntimeError, match="DeepSpeedStrategy"):
+            check_unsharded(DeepSpeedEngine())
+    finally:
+        dist.destroy_process_group()
