@@ -27,7 +27,9 @@ l2`` in test top-1). Per run it also reports whether training failed (a
 non-finite training loss, or final test accuracy below 15 %, chance being
 10 %), the smallest row std of any conv over training (``std_min``) and the
 largest effective lr (``eff_lr = lr / ||w_j||^2``, layer mean) from
-``NormDynamicsHook``. Writes ``--out`` and a markdown table next to it.
+``NormDynamicsHook``. Writes ``--out``, a markdown table and
+``<out>_fig6.png`` (those two over training at the decisive lambdas, Li et
+al. Fig. 6 style) next to it.
 """
 import argparse
 import json
@@ -88,10 +90,43 @@ def run_stats(work_dir: str) -> dict:
         failed=non_finite or not final >= CHANCE_LIMIT,
         std_min=min(stds) if stds else None,
         eff_lr_max=max(eff) if eff else None,
+        iters=[r['iter'] for r in records],
         std_min_curve=[
             min(layer['std_min'] for layer in r['layers'].values())
             for r in records
+        ],
+        eff_lr_curve=[
+            max(layer['eff_lr'] for layer in r['layers'].values())
+            for r in records
         ])
+
+
+def plot_fig6(rows, decisive, out: str) -> None:
+    """Li et al. Fig. 6 style: the smallest conv row std and the largest
+    effective lr over training, L2 against eps-shifted L2, at each
+    optimizer's decisive lambda (seed 0)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(
+        2, len(decisive), figsize=(5 * len(decisive), 6), squeeze=False)
+    for col, (opt, lam) in enumerate(sorted(decisive)):
+        for r in rows:
+            if (r['optimizer'], r['lam'], r['seed']) != (opt, lam, 0):
+                continue
+            for row, key, label in ((0, 'std_min_curve', 'smallest row std'),
+                                    (1, 'eff_lr_curve',
+                                     'largest eff. lr  lr / ||w_j||^2')):
+                ax = axes[row][col]
+                ax.semilogy(r['iters'], r[key], label=r['reg'])
+                ax.set_ylabel(label)
+                ax.set_title(f'{opt}, lambda {lam:g}', fontsize=9)
+                ax.set_xlabel('iteration')
+                ax.grid(alpha=.3)
+                ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
 
 
 def parse_lambdas(items) -> dict:
@@ -212,6 +247,7 @@ def main(argv=None) -> int:
                     f"{sum(r['failed'] for r in rs)} / {len(rs)} | "
                     f'{std:.2e} | {eff:.3g} |')
     table = '\n'.join(lines)
+    plot_fig6(rows, decisive, osp.splitext(args.out)[0] + '_fig6.png')
     with open(osp.splitext(args.out)[0] + '.md', 'w') as f:
         f.write(table + '\n')
     print(table)
