@@ -107,13 +107,17 @@ setup(
     include_package_data=True,  # wrs_mm/.mim (MANIFEST.in)
     python_requires='>=3.8',
     # the core: plain PyTorch
-    install_requires=['torch>=2.0', 'numpy'],
+    # the torch versions tested (tools/install.sh; docs/en/get_started.md)
+    install_requires=['torch>=2.13,<3', 'numpy'],
     extras_require={
         # the mmengine adapters, configs and tools (mmcv 2.1.0 has no wheels
         # on PyPI for recent torch: tools/install.sh builds it with its ops)
         'mm': [
-            'mmcv==2.1.0', 'mmengine==0.10.7', 'mmdet==3.3.0',
-            'mmsegmentation==1.2.2', 'pycocotools', 'ftfy', 'regex',
+            # ranges tested: the lower bounds by tests/test_version_bounds.py,
+            # the upper ones are the versions make install takes
+            'mmcv>=2.1.0,<2.2.0', 'mmengine>=0.10.3,<0.11',
+            'mmdet>=3.2.0,<3.4', 'mmsegmentation>=1.2.1,<1.3',
+            'pycocotools', 'ftfy', 'regex',
             'setuptools<80', 'matplotlib'
         ],
         # the manual (make docs; tests/test_docs.py builds it)

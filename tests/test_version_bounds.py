@@ -1,0 +1,79 @@
+"""The oldest mmengine, mmdet and mmsegmentation that setup.py accepts
+(those that accept mmcv 2.1.0, so no new mmcv build), installed over this
+environment into a new venv: the plugin's Runner-level tests and mmdet's and
+mmseg's own tools on ``wrs_mm::`` configs pass with them."""
+import os
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+from wrs_mm.testing import repo_root
+
+ROOT = repo_root()
+PACKAGES = ('mmengine', 'mmdet', 'mmsegmentation')
+SUBSET = [
+    'tests/test_weight_rescale_hook.py', 'tests/test_shifted_constructor.py',
+    'tests/test_norm_dynamics_hook.py', 'tests/test_plugin.py',
+    'tests/test_packaging.py::'
+    'test_mmdet_and_mmseg_own_tools_on_configs_inheriting_wrs_mm'
+]
+
+
+def lower_bounds() -> dict:
+    """``{package: oldest version}`` from setup.py's ``mm`` extra."""
+    with open(osp.join(ROOT, 'setup.py')) as f:
+        text = f.read()
+    out = {}
+    for name in PACKAGES:
+        m = re.search(rf"'{name}>=([\d.]+),<[\d.]+'", text)
+        assert m, f'setup.py declares no range for {name}'
+        out[name] = m.group(1)
+    return out
+
+
+def test_oldest_supported_openmmlab_versions(tmp_path):
+    bounds = lower_bounds()
+    env_dir = tmp_path / 'venv'
+    base = getattr(sys, '_base_executable', sys.executable)
+    subprocess.run([base, '-m', 'venv', '--without-pip',
+                    str(env_dir)],
+                   check=True)
+    py = str(env_dir / 'bin' / 'python')
+    site = subprocess.run(
+        [py, '-c', "import sysconfig; print(sysconfig.get_paths()"
+         "['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True).stdout.strip()
+    with open(osp.join(site, 'project_env.pth'), 'w') as f:
+        f.write(ROOT + '\n' + sysconfig.get_paths()['purelib'] + '\n')
+    shutil.copy(osp.join(ROOT, 'wrs_mm_config_hook.pth'), site)
+    res = subprocess.run([
+        sys.executable, '-m', 'pip', '-q', '--disable-pip-version-check',
+        '--python', py, 'install', '--no-deps',
+        *[f'{k}=={v}' for k, v in bounds.items()]
+    ],
+                         capture_output=True,
+                         text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = subprocess.run([
+        py, '-c', 'import mmengine, mmdet, mmseg; print(mmengine.__version__,'
+        ' mmdet.__version__, mmseg.__version__)'
+    ],
+                         capture_output=True,
+                         text=True,
+                         check=True).stdout.split()
+    assert got == [bounds[k] for k in PACKAGES], got
+    res = subprocess.run(
+        [py, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *SUBSET],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1'),
+        timeout=1800)
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert ' passed' in res.stdout and 'failed' not in res.stdout
