@@ -1,6 +1,6 @@
 """Worker for the FlexibleRunner tests: ``torchrun --nproc_per_node=N
 flexible_train.py OUT STRATEGY``, on CPU / gloo. Trains the toy model with
-WRS (and the eps-shifted L2 with ``shifted``) under mmengine's FlexibleRunner
+WRS, the eps-shifted L2 and NormDynamicsHook under mmengine's FlexibleRunner
 and the given strategy; saves each rank's parameters, or the error that
 stopped training and the iterations done before it."""
 import json
@@ -13,13 +13,17 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 
 import wrs_mm  # noqa: F401
-from wrs_mm.engine import WeightRescaleHook
+from wrs_mm.engine import NormDynamicsHook, WeightRescaleHook
 from wrs_mm.testing import get_hook
 import toy
 
-out, strategy = sys.argv[1], sys.argv[2]
-hook_only = strategy == 'fsdp_hook'  # WRS only: the hook must refuse
-strategy = strategy.replace('_hook', '')
+out, variant = sys.argv[1], sys.argv[2]
+strategy = variant.split('_')[0]
+WRS = dict(type='WeightRescaleHook', interval=2, exclude=r'conv2')
+NORM = dict(type='NormDynamicsHook', interval=1)
+# fsdp_hook: WRS alone, fsdp_norm: the norm probe alone (the hook refuses)
+hooks = dict(fsdp_hook=[WRS], fsdp_norm=[NORM]).get(variant, [WRS, NORM])
+hook_only = variant in ('fsdp_hook', 'fsdp_norm')
 dist.init_process_group(backend='gloo')
 STRATEGIES = dict(
     ddp=dict(
@@ -38,7 +42,7 @@ if hook_only:
 cfg = toy.runner_cfg(
     out,
     6,
-    hook=dict(type='WeightRescaleHook', interval=2, exclude=r'conv2'),
+    custom_hooks=hooks,
     optim=optim,
     launcher='pytorch',
     runner_type='FlexibleRunner',
@@ -60,5 +64,6 @@ torch.save(
             k: v.detach()
             for k, v in model.named_parameters()
         },
-        rescales=get_hook(runner, WeightRescaleHook).num_rescales),
+        rescales=get_hook(runner, WeightRescaleHook).num_rescales,
+        records=get_hook(runner, NormDynamicsHook).records),
     os.path.join(out, f'params_rank{rank}.pt'))

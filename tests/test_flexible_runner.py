@@ -40,6 +40,7 @@ def test_ddp_strategy_two_processes(tmp_path):
     a = torch.load(tmp_path / 'params_rank0.pt')
     b = torch.load(tmp_path / 'params_rank1.pt')
     assert a['rescales'] == b['rescales'] == 3
+    assert a['records'] == b['records'] == 6  # NormDynamicsHook, every step
     for k in a['params']:
         assert torch.equal(a['params'][k], b['params'][k]), k
     conv1 = a['params']['net.conv1.weight'].flatten(1)  # rescaled last step
@@ -50,10 +51,10 @@ def test_ddp_strategy_two_processes(tmp_path):
         conv2.norm(dim=1), torch.ones(conv2.shape[0]), atol=1e-2)
 
 
-@pytest.mark.parametrize('variant', ['fsdp', 'fsdp_hook'])
+@pytest.mark.parametrize('variant', ['fsdp', 'fsdp_hook', 'fsdp_norm'])
 def test_fsdp_strategy_is_refused_before_the_first_step(tmp_path, variant):
-    """Refused by the constructor (shifted_reg) or, with WRS alone, by the
-    hook's before_run."""
+    """Refused by the constructor (shifted_reg), or, with WRS or the norm
+    probe alone, by that hook's before_run."""
     _torchrun(tmp_path, variant, 1, 29532)
     with open(tmp_path / 'error_rank0.json') as f:
         err = json.load(f)

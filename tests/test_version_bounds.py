@@ -42,12 +42,13 @@ def test_oldest_supported_openmmlab_versions(tmp_path):
                     str(env_dir)],
                    check=True)
     py = str(env_dir / 'bin' / 'python')
-    site = subprocess.run(
-        [py, '-c', "import sysconfig; print(sysconfig.get_paths()"
-         "['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True).stdout.strip()
+    site = subprocess.run([
+        py, '-c', "import sysconfig; print(sysconfig.get_paths()"
+        "['purelib'])"
+    ],
+                          capture_output=True,
+                          text=True,
+                          check=True).stdout.strip()
     with open(osp.join(site, 'project_env.pth'), 'w') as f:
         f.write(ROOT + '\n' + sysconfig.get_paths()['purelib'] + '\n')
     shutil.copy(osp.join(ROOT, 'wrs_mm_config_hook.pth'), site)

@@ -1,0 +1,103 @@
+"""Cells of the manual's training-modes table that the feature tests do not
+cover: NormDynamicsHook under AMP with a skipped step and under gradient
+accumulation, the eps-shifted L2 and NormDynamicsHook on resume, and both
+under the default Runner's DDP."""
+import os
+import subprocess
+import sys
+from unittest import mock
+
+import torch
+from mmengine.runner import Runner
+
+import wrs_mm  # noqa: F401
+from wrs_mm.engine import read_norm_dynamics
+import toy
+
+HERE = os.path.dirname(__file__)
+NORM = dict(type='NormDynamicsHook', interval=1)
+SHIFTED = dict(
+    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4),
+    constructor='WRSOptimWrapperConstructor',
+    paramwise_cfg=dict(shifted_reg=dict(eps=0.5)))
+
+
+def _records(work_dir):
+    return read_norm_dynamics(
+        os.path.join(str(work_dir), 'norm_dynamics.jsonl'))
+
+
+def test_norm_dynamics_records_real_steps_under_amp(tmp_path):
+    """The 3rd loss is inf: GradScaler skips that step, and the hook records
+    5 steps in 6 iterations, none at the skipped one."""
+    with mock.patch(
+            'mmengine.optim.optimizer.amp_optimizer_wrapper.'
+            'is_cuda_available',
+            return_value=True):
+        cfg = toy.runner_cfg(tmp_path, 6, hook=NORM)
+        cfg['model']['inf_at_call'] = 3
+        cfg['optim_wrapper']['type'] = 'AmpOptimWrapper'
+        cfg['optim_wrapper']['dtype'] = 'bfloat16'
+        runner = Runner.from_cfg(cfg)
+        runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    runner.optim_wrapper.loss_scaler = torch.amp.GradScaler('cpu')
+    runner.train()
+    assert [r['iter'] for r in _records(tmp_path)] == [1, 2, 4, 5, 6]
+
+
+def test_norm_dynamics_records_once_per_accumulated_update(tmp_path):
+    cfg = toy.runner_cfg(tmp_path, 8, hook=NORM)
+    cfg['optim_wrapper']['accumulative_counts'] = 2
+    Runner.from_cfg(cfg).train()
+    assert [r['iter'] for r in _records(tmp_path)] == [2, 4, 6, 8]
+
+
+def test_resume_with_shifted_regularizer_and_norm_dynamics_is_exact(tmp_path):
+    ckpt = dict(
+        checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False))
+    full = Runner.from_cfg(
+        toy.runner_cfg(
+            tmp_path / 'full', 6, hook=NORM, optim=SHIFTED,
+            default_hooks=ckpt))
+    full.train()
+    resumed = Runner.from_cfg(
+        toy.runner_cfg(
+            tmp_path / 'resumed',
+            6,
+            hook=NORM,
+            optim=SHIFTED,
+            default_hooks=ckpt,
+            load_from=str(tmp_path / 'full' / 'iter_3.pth'),
+            resume=True,
+            experiment_name='resumed'))
+    resumed.train()
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    groups = resumed.optim_wrapper.optimizer.param_groups
+    assert sum(g.get('wrs_mm_role') == 'shifted_lp' for g in groups) == 2
+    after = [r for r in _records(tmp_path / 'full') if r['iter'] > 3]
+    assert _records(tmp_path / 'resumed') == after
+
+
+def test_ddp_with_shifted_regularizer_and_norm_dynamics(tmp_path):
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        CUDA_VISIBLE_DEVICES='',
+        PYTHONPATH=HERE)
+    subprocess.run([
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+        '--master_port=29519',
+        os.path.join(HERE, 'ddp_train.py'),
+        str(tmp_path), 'shifted'
+    ],
+                   check=True,
+                   env=env,
+                   timeout=300)
+    a = torch.load(tmp_path / 'params_rank0.pt')
+    b = torch.load(tmp_path / 'params_rank1.pt')
+    for k in a['params']:
+        assert torch.equal(a['params'][k], b['params'][k]), k
+    assert a['shifted_groups'] == b['shifted_groups'] == 2
+    assert len(_records(tmp_path)) == 6  # rank 0 writes every step
