@@ -66,8 +66,11 @@ def test_fsdp_strategy_is_refused_before_the_first_step(tmp_path, variant):
 
 def test_sharded_models_are_refused(tmp_path):
     """torch FSDP, fully_shard (DTensor parameters) and a DeepSpeed engine
-    (deepspeed is not installable here: a class of that name stands in for
-    it) are refused; DDP and plain modules pass."""
+    are refused; DDP and plain modules pass. mmengine 0.10.7's
+    DeepSpeedStrategy does not import with the deepspeed PyPI has now
+    (0.19.8: no ``deepspeed.runtime.fp16.onebit``), so a class of the
+    engine's name stands in for it, and the constructor refuses
+    ``DeepSpeedOptimWrapper``."""
     import torch.distributed as dist
     from torch.distributed.fsdp import FullyShardedDataParallel, fully_shard
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT='29534')
@@ -91,5 +94,14 @@ def test_sharded_models_are_refused(tmp_path):
 
         with pytest.raises(RuntimeError, match="DeepSpeedStrategy"):
             check_unsharded(DeepSpeedEngine())
+        # DeepSpeedStrategy builds the optimizer wrapper before the engine:
+        # the constructor refuses its wrapper type
+        from wrs_mm.engine import WRSOptimWrapperConstructor
+        with pytest.raises(RuntimeError, match="DeepSpeedStrategy"):
+            WRSOptimWrapperConstructor(
+                dict(
+                    type='DeepSpeedOptimWrapper',
+                    optimizer=dict(type='SGD', lr=0.1)))(
+                        net)
     finally:
         dist.destroy_process_group()
