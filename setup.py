@@ -54,14 +54,26 @@ def add_mim_extension() -> None:
 CONFIG_HOOK_PTH = 'wrs_mm_config_hook.pth'
 
 
+def write_config_hook_pth(target: str) -> None:
+    """The ``.pth``: wrs_mm_config_hook.py's source inlined in its one line
+    (no import, so no search of sys.path at interpreter start), skipped
+    entirely with ``WRS_MM_CONFIG_HOOK=0``."""
+    with open(
+            osp.join(
+                osp.dirname(osp.abspath(__file__)),
+                'wrs_mm_config_hook.py')) as f:
+        source = f.read()
+    with open(target, 'w') as f:
+        f.write("import os; os.environ.get('WRS_MM_CONFIG_HOOK', '1') != '0' "
+                "and exec(%r, {'__name__': 'wrs_mm_config_hook'})\n" % source)
+
+
 class BuildPyWithPth(build_py):
     """Also puts the ``.pth`` at the root of the wheel (site-packages)."""
 
     def run(self):
         super().run()
-        self.copy_file(
-            osp.join(osp.dirname(osp.abspath(__file__)), CONFIG_HOOK_PTH),
-            osp.join(self.build_lib, CONFIG_HOOK_PTH))
+        write_config_hook_pth(osp.join(self.build_lib, CONFIG_HOOK_PTH))
 
 
 class DevelopWithPth(develop):
@@ -75,15 +87,12 @@ class DevelopWithPth(develop):
             if osp.exists(target):
                 os.remove(target)
         else:
-            self.copy_file(
-                osp.join(osp.dirname(osp.abspath(__file__)), CONFIG_HOOK_PTH),
-                target)
+            write_config_hook_pth(target)
 
 
 add_mim_extension()
 setup(
     cmdclass=dict(build_py=BuildPyWithPth, develop=DevelopWithPth),
-    py_modules=['wrs_mm_config_hook'],
     name='wrs_mm',
     version=version(),
     description='Weight rescaling (WRS) and eps-shifted Lp regularization for '
@@ -115,10 +124,15 @@ setup(
         'mm': [
             # ranges tested: the lower bounds by tests/test_version_bounds.py,
             # the upper ones are the versions make install takes
-            'mmcv>=2.1.0,<2.2.0', 'mmengine>=0.10.3,<0.11',
-            'mmdet>=3.2.0,<3.4', 'mmsegmentation>=1.2.1,<1.3',
-            'pycocotools', 'ftfy', 'regex',
-            'setuptools<80', 'matplotlib'
+            'mmcv>=2.1.0,<2.2.0',
+            'mmengine>=0.10.3,<0.11',
+            'mmdet>=3.2.0,<3.4',
+            'mmsegmentation>=1.2.1,<1.3',
+            'pycocotools',
+            'ftfy',
+            'regex',
+            'setuptools<80',
+            'matplotlib'
         ],
         # the manual (make docs; tests/test_docs.py builds it)
         'docs': ['sphinx>=7,<10', 'myst-parser>=3,<6'],

@@ -5,9 +5,10 @@ mmengine resolves ``_base_ = 'pkg::path'`` from a fixed table of packages
 (``mmengine.config.utils.MODULE2PACKAGE``), before it processes a config's
 ``custom_imports``; so mmdet's and mmseg's own ``tools/train.py`` could not
 load a config that inherits ``wrs_mm::...``. ``wrs_mm_config_hook.pth``, which
-the wheel and ``setup.py develop`` install into site-packages, imports this
-module at interpreter start. It imports nothing but ``sys``, never torch or
-mmengine, and never raises: it puts one finder
+the wheel and ``setup.py develop`` install into site-packages, runs this
+source at interpreter start, inlined in its one line (``setup.py`` writes
+it: no import, so no search of ``sys.path``). It uses nothing but ``os`` and
+``sys``, never torch or mmengine, and never raises: it puts one finder
 at the front of ``sys.meta_path`` that waits for ``mmengine.config.utils`` to
 be imported, adds ``'wrs_mm': 'wrs_mm'`` to its table right after the module
 has run, and removes itself. ``WRS_MM_CONFIG_HOOK=0`` in the environment
@@ -56,10 +57,14 @@ class _ConfigTableFinder:
             return None
 
 
+def _ours(finder) -> bool:
+    # by name: site may run the .pth twice (a venv's lib64 -> lib link),
+    # each time with a class of its own
+    return type(finder).__name__ == '_ConfigTableFinder'
+
+
 def _remove() -> None:
-    sys.meta_path[:] = [
-        f for f in sys.meta_path if not isinstance(f, _ConfigTableFinder)
-    ]
+    sys.meta_path[:] = [f for f in sys.meta_path if not _ours(f)]
 
 
 def install() -> None:
@@ -70,7 +75,7 @@ def install() -> None:
             return
         if TARGET in sys.modules:
             register(sys.modules[TARGET])
-        elif not any(isinstance(f, _ConfigTableFinder) for f in sys.meta_path):
+        elif not any(_ours(f) for f in sys.meta_path):
             sys.meta_path.insert(0, _ConfigTableFinder())
     except Exception:
         pass

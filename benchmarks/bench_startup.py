@@ -5,11 +5,11 @@ the same run.
     python benchmarks/bench_startup.py [--runs 30] [--out FILE]
 
 Each probe runs in a fresh interpreter of this environment, alternating
-between the hook on (as installed) and off (``WRS_MM_CONFIG_HOOK=0``), so that
-machine drift hits both alike: ``python -c pass`` (every interpreter pays
-this) and ``import mmengine.config`` (every import passes the finder until
-mmengine's config module is loaded). Also the hook module's own import time
-from ``-X importtime``. Prints JSON and a table.
+between the hook on (as installed) and off (``WRS_MM_CONFIG_HOOK=0``: the
+``.pth`` line then runs nothing but its environment test), so that machine
+drift hits both alike: ``python -c pass`` (every interpreter pays this) and
+``import mmengine.config`` (every import passes the finder until mmengine's
+config module is loaded). Prints JSON and a table.
 """
 import argparse
 import json
@@ -32,23 +32,6 @@ def wall(code: str, hook: bool) -> float:
     return time.perf_counter() - t0
 
 
-def hook_import_us(runs: int) -> float:
-    """Median cumulative import time of the hook module, microseconds."""
-    times = []
-    for _ in range(runs):
-        err = subprocess.run(
-            [sys.executable, '-X', 'importtime', '-c', 'pass'],
-            capture_output=True,
-            text=True,
-            check=True).stderr
-        line = [x for x in err.splitlines() if 'wrs_mm_config_hook' in x]
-        if not line:
-            raise SystemExit('wrs_mm_config_hook is not imported at start: '
-                             'is wrs_mm installed (make install)?')
-        times.append(int(line[0].split('|')[1]))
-    return statistics.median(times)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--runs', type=int, default=30)
@@ -64,13 +47,11 @@ def main(argv=None) -> int:
         m_on, m_off = statistics.median(on), statistics.median(off)
         out['probes'][name] = dict(
             hook_on_s=m_on, hook_off_s=m_off, ratio=m_on / m_off)
-    out['hook_import_us'] = hook_import_us(args.runs)
     print(json.dumps(out, indent=1))
     print(f"\n{'probe':<24} {'hook on (ms)':>12} {'off (ms)':>9} {'ratio':>7}")
     for name, p in out['probes'].items():
         print(f"{name:<24} {1e3 * p['hook_on_s']:>12.1f} "
               f"{1e3 * p['hook_off_s']:>9.1f} {p['ratio']:>7.3f}")
-    print(f"hook module import: {out['hook_import_us']:.0f} us (median)")
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(out, f, indent=1)

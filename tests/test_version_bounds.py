@@ -51,7 +51,10 @@ def test_oldest_supported_openmmlab_versions(tmp_path):
                           check=True).stdout.strip()
     with open(osp.join(site, 'project_env.pth'), 'w') as f:
         f.write(ROOT + '\n' + sysconfig.get_paths()['purelib'] + '\n')
-    shutil.copy(osp.join(ROOT, 'wrs_mm_config_hook.pth'), site)
+    # the config-path hook, as make install wrote it for this environment
+    shutil.copy(
+        osp.join(sysconfig.get_paths()['purelib'], 'wrs_mm_config_hook.pth'),
+        site)
     res = subprocess.run([
         sys.executable, '-m', 'pip', '-q', '--disable-pip-version-check',
         '--python', py, 'install', '--no-deps',
