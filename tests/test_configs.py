@@ -55,7 +55,7 @@ CONFIGS.update({
 })
 CONFIGS.update({
     os.path.relpath(os.path.join(d, f), ROOT):
-    ('cls', 'wrs' if '-wrs-' in f else 'wd')
+    ('cls', 'wrs' if '-wrs-' in f else 'shifted' if '-shifted-' in f else 'wd')
     for d, _, files in os.walk(
         os.path.join(ROOT, 'configs', 'classification')) if '_base_' not in d
     for f in files if f.endswith('.py')
