@@ -6,37 +6,17 @@ supported; so are torch FSDP, fully_shard and DeepSpeed-wrapped models
 handed to the plugin directly."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from torch import nn
 
 from wrs_mm.engine.plugin import SUPPORTED, check_unsharded
-
-HERE = os.path.dirname(__file__)
-
-
-def _torchrun(tmp_path, strategy, procs, port):
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS='1',
-        CUDA_VISIBLE_DEVICES='',
-        PYTHONPATH=HERE)
-    subprocess.run([
-        sys.executable, '-m', 'torch.distributed.run',
-        f'--nproc_per_node={procs}', f'--master_port={port}',
-        os.path.join(HERE, 'flexible_train.py'),
-        str(tmp_path), strategy
-    ],
-                   check=True,
-                   env=env,
-                   timeout=300)
+import toy
 
 
 def test_ddp_strategy_two_processes(tmp_path):
-    _torchrun(tmp_path, 'ddp', 2, 29531)
+    toy.torchrun('flexible_train.py', [tmp_path, 'ddp'], 2, 29531)
     a = torch.load(tmp_path / 'params_rank0.pt')
     b = torch.load(tmp_path / 'params_rank1.pt')
     assert a['rescales'] == b['rescales'] == 3
@@ -55,7 +35,7 @@ def test_ddp_strategy_two_processes(tmp_path):
 def test_fsdp_strategy_is_refused_before_the_first_step(tmp_path, variant):
     """Refused by the constructor (shifted_reg), or, with WRS or the norm
     probe alone, by that hook's before_run."""
-    _torchrun(tmp_path, variant, 1, 29532)
+    toy.torchrun('flexible_train.py', [tmp_path, variant], 1, 29532)
     with open(tmp_path / 'error_rank0.json') as f:
         err = json.load(f)
     assert err['iter'] == 0, err  # nothing trained

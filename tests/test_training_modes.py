@@ -3,8 +3,6 @@ cover: NormDynamicsHook under AMP with a skipped step and under gradient
 accumulation, the eps-shifted L2 and NormDynamicsHook on resume, and both
 under the default Runner's DDP."""
 import os
-import subprocess
-import sys
 from unittest import mock
 
 import torch
@@ -14,7 +12,6 @@ import wrs_mm  # noqa: F401
 from wrs_mm.engine import read_norm_dynamics
 import toy
 
-HERE = os.path.dirname(__file__)
 NORM = dict(type='NormDynamicsHook', interval=1)
 SHIFTED = dict(
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4),
@@ -53,27 +50,8 @@ def test_norm_dynamics_records_once_per_accumulated_update(tmp_path):
 
 
 def test_resume_with_shifted_regularizer_and_norm_dynamics_is_exact(tmp_path):
-    ckpt = dict(
-        checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False))
-    full = Runner.from_cfg(
-        toy.runner_cfg(
-            tmp_path / 'full', 6, hook=NORM, optim=SHIFTED,
-            default_hooks=ckpt))
-    full.train()
-    resumed = Runner.from_cfg(
-        toy.runner_cfg(
-            tmp_path / 'resumed',
-            6,
-            hook=NORM,
-            optim=SHIFTED,
-            default_hooks=ckpt,
-            load_from=str(tmp_path / 'full' / 'iter_3.pth'),
-            resume=True,
-            experiment_name='resumed'))
-    resumed.train()
-    a, b = full.model.state_dict(), resumed.model.state_dict()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    full, resumed = toy.train_and_resume(tmp_path, NORM, SHIFTED)
+    toy.assert_same_state(full.model, resumed.model)
     groups = resumed.optim_wrapper.optimizer.param_groups
     assert sum(g.get('wrs_mm_role') == 'shifted_lp' for g in groups) == 2
     after = [r for r in _records(tmp_path / 'full') if r['iter'] > 3]
@@ -81,20 +59,7 @@ def test_resume_with_shifted_regularizer_and_norm_dynamics_is_exact(tmp_path):
 
 
 def test_ddp_with_shifted_regularizer_and_norm_dynamics(tmp_path):
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS='1',
-        CUDA_VISIBLE_DEVICES='',
-        PYTHONPATH=HERE)
-    subprocess.run([
-        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-        '--master_port=29519',
-        os.path.join(HERE, 'ddp_train.py'),
-        str(tmp_path), 'shifted'
-    ],
-                   check=True,
-                   env=env,
-                   timeout=300)
+    toy.torchrun('ddp_train.py', [tmp_path, 'shifted'], 2, 29519)
     a = torch.load(tmp_path / 'params_rank0.pt')
     b = torch.load(tmp_path / 'params_rank1.pt')
     for k in a['params']:

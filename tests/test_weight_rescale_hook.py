@@ -1,8 +1,6 @@
 """WeightRescaleHook and the decay split through the real mmengine Runner."""
 import json
 import os
-import subprocess
-import sys
 from unittest import mock
 
 import pytest
@@ -158,28 +156,14 @@ def test_window(tmp_path):
 
 
 def test_resume_is_bitwise_exact(tmp_path):
-    hook = dict(type='WeightRescaleHook', interval=2)
-    ckpt = dict(
-        logger=dict(type='LoggerHook', interval=1),
-        checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False))
-    full = Runner.from_cfg(
-        toy.runner_cfg(tmp_path / 'full', 6, hook=hook, default_hooks=ckpt))
-    full.train()
-    resumed = Runner.from_cfg(
-        toy.runner_cfg(
-            tmp_path / 'resumed',
-            6,
-            hook=hook,
-            default_hooks=ckpt,
-            load_from=str(tmp_path / 'full' / 'iter_3.pth'),
-            resume=True,
-            experiment_name='resumed'))
-    resumed.train()
+    full, resumed = toy.train_and_resume(
+        tmp_path,
+        dict(type='WeightRescaleHook', interval=2),
+        default_hooks=dict(
+            toy.CHECKPOINT_AT_3, logger=dict(type='LoggerHook', interval=1)))
     h = get_hook(resumed, WeightRescaleHook)
     assert h.steps == 6 and h.num_rescales == 3
-    a, b = full.model.state_dict(), resumed.model.state_dict()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    toy.assert_same_state(full.model, resumed.model)
 
 
 @pytest.mark.parametrize('target', [0.5, 'init'])
@@ -229,32 +213,16 @@ def test_resume_with_init_target_is_bitwise_exact(tmp_path):
     """'init' targets come from the checkpoint, not from the resumed weights;
     resuming with another target_norm is refused before training."""
     hook = dict(type='WeightRescaleHook', interval=2, target_norm='init')
-    ckpt = dict(
-        checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False))
-    full = Runner.from_cfg(
-        toy.runner_cfg(tmp_path / 'full', 6, hook=hook, default_hooks=ckpt))
-    full.train()
-    resumed = Runner.from_cfg(
-        toy.runner_cfg(
-            tmp_path / 'resumed',
-            6,
-            hook=hook,
-            default_hooks=ckpt,
-            load_from=str(tmp_path / 'full' / 'iter_3.pth'),
-            resume=True,
-            experiment_name='resumed'))
-    resumed.train()
+    full, resumed = toy.train_and_resume(tmp_path, hook)
     assert get_hook(resumed, WeightRescaleHook).rescaler.targets == \
         get_hook(full, WeightRescaleHook).rescaler.targets
-    a, b = full.model.state_dict(), resumed.model.state_dict()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    toy.assert_same_state(full.model, resumed.model)
     other = Runner.from_cfg(
         toy.runner_cfg(
             tmp_path / 'other',
             6,
             hook=dict(hook, target_norm=1.0),
-            default_hooks=ckpt,
+            default_hooks=toy.CHECKPOINT_AT_3,
             load_from=str(tmp_path / 'full' / 'iter_3.pth'),
             resume=True))
     with pytest.raises(
@@ -437,20 +405,7 @@ def test_single_group_optimizer_is_rejected(tmp_path):
 
 
 def test_ddp_two_processes_keep_parameters_identical(tmp_path):
-    script = os.path.join(os.path.dirname(__file__), 'ddp_train.py')
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS='1',
-        CUDA_VISIBLE_DEVICES='',
-        PYTHONPATH=os.path.dirname(__file__))  # CPU / gloo
-    subprocess.run([
-        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-        '--master_port=29517', script,
-        str(tmp_path)
-    ],
-                   check=True,
-                   env=env,
-                   timeout=300)
+    toy.torchrun('ddp_train.py', [tmp_path], 2, 29517)
     a = torch.load(tmp_path / 'params_rank0.pt')
     b = torch.load(tmp_path / 'params_rank1.pt')
     assert a['rescales'] == b['rescales'] == 3

@@ -71,6 +71,66 @@ def runner_cfg(work_dir, max_iters=10, hook=None, optim=None, **kw):
     return copy.deepcopy(cfg)
 
 
+CHECKPOINT_AT_3 = dict(
+    checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False))
+
+
+def train_and_resume(tmp_path,
+                     hook=None,
+                     optim=None,
+                     default_hooks=CHECKPOINT_AT_3):
+    """Two trained Runners: 6 iterations uninterrupted (``full``, a
+    checkpoint at iteration 3), and the same resumed from that checkpoint
+    (``resumed``)."""
+    from mmengine.runner import Runner
+    runners = []
+    for name, resume in (('full', {}),
+                         ('resumed',
+                          dict(
+                              load_from=str(tmp_path / 'full' / 'iter_3.pth'),
+                              resume=True,
+                              experiment_name=f'resumed_{id(tmp_path)}'))):
+        runner = Runner.from_cfg(
+            runner_cfg(
+                tmp_path / name,
+                6,
+                hook=hook,
+                optim=optim,
+                default_hooks=default_hooks,
+                **resume))
+        runner.train()
+        runners.append(runner)
+    return runners
+
+
+def assert_same_state(a, b) -> None:
+    """Two models' state dicts are bitwise equal."""
+    a, b = a.state_dict(), b.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def torchrun(script: str, args, procs: int, port: int) -> None:
+    """``script`` (in this folder) on ``procs`` processes, CPU / gloo."""
+    import os
+    import subprocess
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        CUDA_VISIBLE_DEVICES='',
+        PYTHONPATH=here)
+    subprocess.run([
+        sys.executable, '-m', 'torch.distributed.run',
+        f'--nproc_per_node={procs}', f'--master_port={port}',
+        os.path.join(here, script), *map(str, args)
+    ],
+                   check=True,
+                   env=env,
+                   timeout=300)
+
+
 class BiasDominatedConv(torch.nn.Conv2d):
     """A plain conv with a forward of its own and a large prior bias (as
     RetinaNet's classification conv): not scale-invariant."""
