@@ -18,6 +18,7 @@ import yaml
 
 from wrs_mm.testing import coco_root, data_root, repo_root
 from wrs_mm.testing import small_scale as C
+import toy
 
 ROOT = repo_root()
 WRS_YOLO = 'wrs_mm::yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py'  # noqa: E501
@@ -412,23 +413,9 @@ def test_clean_install_of_the_wheel(tmp_path):
     assert 'wrs_mm/.mim/tools/train.py' in members
 
     # a new venv seeing the base interpreter's and the project's packages
-    env_dir = tmp_path / 'venv'
-    base = getattr(sys, '_base_executable', py)
-    _run([
-        base, '-m', 'venv', '--system-site-packages', '--without-pip',
-        str(env_dir)
-    ],
-         cwd=tmp_path)
-    new_py = str(env_dir / 'bin' / 'python')
-    new_site = subprocess.run([
-        new_py, '-c', 'import sysconfig; print(sysconfig.get_paths()'
-        "['purelib'])"
-    ],
-                              capture_output=True,
-                              text=True,
-                              check=True).stdout.strip()
-    with open(osp.join(new_site, 'project_env.pth'), 'w') as f:
-        f.write(sysconfig.get_paths()['purelib'] + '\n')
+    new_py, new_site = toy.side_venv(
+        tmp_path / 'venv', [sysconfig.get_paths()['purelib']],
+        system_site=True)
     _run([
         py, '-m', 'pip', '--python', new_py, 'install', '-q', '--no-deps',
         wheel

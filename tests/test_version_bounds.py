@@ -11,6 +11,7 @@ import sys
 import sysconfig
 
 from wrs_mm.testing import repo_root
+import toy
 
 ROOT = repo_root()
 PACKAGES = ('mmengine', 'mmdet', 'mmsegmentation')
@@ -36,21 +37,8 @@ def lower_bounds() -> dict:
 
 def test_oldest_supported_openmmlab_versions(tmp_path):
     bounds = lower_bounds()
-    env_dir = tmp_path / 'venv'
-    base = getattr(sys, '_base_executable', sys.executable)
-    subprocess.run([base, '-m', 'venv', '--without-pip',
-                    str(env_dir)],
-                   check=True)
-    py = str(env_dir / 'bin' / 'python')
-    site = subprocess.run([
-        py, '-c', "import sysconfig; print(sysconfig.get_paths()"
-        "['purelib'])"
-    ],
-                          capture_output=True,
-                          text=True,
-                          check=True).stdout.strip()
-    with open(osp.join(site, 'project_env.pth'), 'w') as f:
-        f.write(ROOT + '\n' + sysconfig.get_paths()['purelib'] + '\n')
+    py, site = toy.side_venv(tmp_path / 'venv',
+                             [ROOT, sysconfig.get_paths()['purelib']])
     # the config-path hook, as make install wrote it for this environment
     shutil.copy(
         osp.join(sysconfig.get_paths()['purelib'], 'wrs_mm_config_hook.pth'),

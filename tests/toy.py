@@ -1,4 +1,6 @@
-"""A small BN classifier as an mmengine model, for Runner-level hook tests."""
+"""A small BN classifier as an mmengine model, for Runner-level hook tests,
+and the launch helpers the tests share (resumed runs, torchrun, side
+venvs)."""
 import copy
 
 import torch
@@ -129,6 +131,31 @@ def torchrun(script: str, args, procs: int, port: int) -> None:
                    check=True,
                    env=env,
                    timeout=300)
+
+
+def side_venv(env_dir, paths, system_site: bool = False) -> tuple:
+    """A new venv at ``env_dir`` (no pip) that also sees ``paths`` (a
+    ``.pth`` of them); returns its python and its site-packages."""
+    import os
+    import subprocess
+    import sys
+    base = getattr(sys, '_base_executable', sys.executable)
+    subprocess.run([
+        base, '-m', 'venv', '--without-pip',
+        *(['--system-site-packages'] if system_site else []),
+        str(env_dir)
+    ],
+                   check=True)
+    py = os.path.join(str(env_dir), 'bin', 'python')
+    site = subprocess.run([
+        py, '-c', "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    ],
+                          capture_output=True,
+                          text=True,
+                          check=True).stdout.strip()
+    with open(os.path.join(site, 'project_env.pth'), 'w') as f:
+        f.write(''.join(p + '\n' for p in paths))
+    return py, site
 
 
 class BiasDominatedConv(torch.nn.Conv2d):
