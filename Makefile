@@ -5,8 +5,10 @@ PY := $(VENV)/bin/python
 install:
 	bash tools/install.sh $(VENV)
 
+# two workers (pytest-xdist), one test at a time each, the heavy tests first
+# (tests/conftest.py); `pytest tests/...` alone runs serially
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist load --maxschedchunk 1 tests
 
 # format in place (isort, yapf), then check (flake8); tests/test_lint.py checks
 lint: install

@@ -10,9 +10,9 @@ from wrs_mm.core import analyze_invariance, verify_invariance
 from wrs_mm.testing.mm_models import det_model_and_loss, seg_model_and_loss
 
 
-def _check(model, loss):
+def _check(model, loss, rtol=1e-4):
     report = analyze_invariance(model, loss)
-    result = verify_invariance(model, loss, report)
+    result = verify_invariance(model, loss, report, rtol=rtol)
     assert result.ok, result.failures
     assert result.refused_rel_change, 'some refused weight was perturbed'
     return report, Counter(v.kind for v in report.candidates())
@@ -56,11 +56,16 @@ def test_faster_rcnn_r50_norm_eval_backbone_not_invariant():
     assert report['backbone.layer1.0.conv1.weight'].reason.startswith('frozen')
 
 
+@pytest.mark.heavy
 def test_faster_rcnn_gn_ws_all_convs_are_weight_standardised():
+    """rtol 5e-4: rescaling the 54 WS convs moves this loss by 0.4-1.0e-4
+    on 2 threads and 1.4-1.7e-4 on 1 (verify seeds 0-2, eps 1e-12, two
+    identical forwards equal): fp32 rounding through the 54 WS + GN layers
+    and the two-stage heads, which depends on the thread count."""
     model, loss = det_model_and_loss(
         'mmdet::gn+ws/faster-rcnn_r50_fpn_gn-ws-all_1x_coco.py',
         model_overrides={'backbone.zero_init_residual': False})
-    report, kinds = _check(model, loss)
+    report, kinds = _check(model, loss, rtol=5e-4)
     assert kinds['ws'] == 54
     ws = report['backbone.layer3.1.conv2.weight']
     assert ws.kind == 'ws' and 'ConvWS2d' in ws.reason

@@ -35,6 +35,7 @@ def _run(*args):
                           timeout=600)
 
 
+@pytest.mark.heavy
 def test_analyze_invariance_tool(tmp_path):
     out = tmp_path / 'report.json'
     res = _run(
@@ -61,6 +62,7 @@ def test_analyze_invariance_tool(tmp_path):
     assert 'channel 20, none 55' in res.stdout, res.stdout[-500:]
 
 
+@pytest.mark.heavy
 def test_isp_sparsity_tool(tmp_path):
     cfg_path = _tiny_config(tmp_path)
     from wrs_mm.apis import build_from_config
@@ -85,6 +87,7 @@ def test_isp_sparsity_tool(tmp_path):
     assert res.returncode != 0 and 'backbone.nope' in res.stderr
 
 
+@pytest.mark.heavy
 def test_study_script_runs_and_reports_every_regime(tmp_path):
     out, png = tmp_path / 'study.json', tmp_path / 'norms.png'
     res = _run(

@@ -278,6 +278,7 @@ def _study(*args):
     return res
 
 
+@pytest.mark.heavy
 def test_study_smoke(tmp_path):
     """The study's smoke mode end to end through the paired-study runner
     (AdamW: tau chosen on the validation split, every arm), then again with

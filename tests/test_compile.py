@@ -71,6 +71,7 @@ def vgg_cfg(tmp_path_factory):
     return cfg, work
 
 
+@pytest.mark.heavy
 def test_compiled_training_matches_eager_with_every_feature(vgg_cfg):
     cfg, work = vgg_cfg
     runs = {}

@@ -19,6 +19,7 @@ from mmengine.runner import Runner
 from wrs_mm.engine import WeightRescaleHook
 from wrs_mm.testing import data_root, get_hook, repo_root
 from wrs_mm.testing import small_scale as C
+import toy
 
 ROOT = repo_root()
 SHB = os.path.join(data_root(), 'shanghaitech_b_subset')
@@ -26,6 +27,7 @@ CROWD = os.path.join(data_root(), 'crowd_points')
 WRS = 'configs/counting/csrnet_vgg16bn_bayesian_ucf-qnrf_wrs.py'
 
 
+@pytest.mark.heavy
 def test_wrs_config_trains_on_shanghaitech_b_and_metric_is_exact(tmp_path):
     cfg = Config.fromfile(os.path.join(ROOT, WRS))
     C.shrink_counting(cfg, tmp_path, SHB, epochs=3)
@@ -77,7 +79,7 @@ def test_wrs_config_trains_on_shanghaitech_b_and_metric_is_exact(tmp_path):
     env = dict(
         os.environ,
         OMP_NUM_THREADS='1',
-        PORT='29541',
+        PORT=str(toy.free_port()),
         CUDA_VISIBLE_DEVICES='',  # 2 processes on CPU / gloo
         PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
     subprocess.run([

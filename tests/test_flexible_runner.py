@@ -16,7 +16,7 @@ import toy
 
 
 def test_ddp_strategy_two_processes(tmp_path):
-    toy.torchrun('flexible_train.py', [tmp_path, 'ddp'], 2, 29531)
+    toy.torchrun('flexible_train.py', [tmp_path, 'ddp'], 2)
     a = torch.load(tmp_path / 'params_rank0.pt')
     b = torch.load(tmp_path / 'params_rank1.pt')
     assert a['rescales'] == b['rescales'] == 3
@@ -35,7 +35,7 @@ def test_ddp_strategy_two_processes(tmp_path):
 def test_fsdp_strategy_is_refused_before_the_first_step(tmp_path, variant):
     """Refused by the constructor (shifted_reg), or, with WRS or the norm
     probe alone, by that hook's before_run."""
-    toy.torchrun('flexible_train.py', [tmp_path, variant], 1, 29532)
+    toy.torchrun('flexible_train.py', [tmp_path, variant], 1)
     with open(tmp_path / 'error_rank0.json') as f:
         err = json.load(f)
     assert err['iter'] == 0, err  # nothing trained
@@ -53,7 +53,8 @@ def test_sharded_models_are_refused(tmp_path):
     ``DeepSpeedOptimWrapper``."""
     import torch.distributed as dist
     from torch.distributed.fsdp import FullyShardedDataParallel, fully_shard
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT='29534')
+    os.environ.update(
+        MASTER_ADDR='127.0.0.1', MASTER_PORT=str(toy.free_port()))
     dist.init_process_group('gloo', rank=0, world_size=1)
     try:
         net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))

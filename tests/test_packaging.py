@@ -29,7 +29,10 @@ ENV_VAR = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
 def tiny_coco(base: str, extra: str = '') -> str:
     """A user's config inheriting ``base``: 2 coco_tiny images at 128 px,
     batch 2, 1 epoch, no validation, no pretrained weights, WRS every
-    step."""
+    step, seed 0 (the hook refuses a weight whose BN eps weighs more than
+    ``max_invariance_error`` on the first batch: the stem conv's eps error
+    depends on its random init, 3.4e-3 at seed 0, 9.0e-3 at seed 5, and
+    above 1e-2 at the unseeded run that CI once saw refuse it)."""
     coco = coco_root()
     return f"""_base_ = '{base}'
 {extra}
@@ -57,6 +60,7 @@ train_cfg = dict(max_epochs=1, val_interval=100)
 param_scheduler = []
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 custom_hooks = [dict(type='WeightRescaleHook', interval=1)]
+randomness = dict(seed=0)
 """
 
 
@@ -322,6 +326,7 @@ def _train_and_test_with_own_tools(package,
     return out
 
 
+@pytest.mark.heavy
 def test_mmdet_and_mmseg_own_tools_on_configs_inheriting_wrs_mm(tmp_path):
     """mmdet's and mmseg's own tools/train.py and tools/test.py, from a
     folder outside the repository, on user configs whose ``_base_`` is a
@@ -345,6 +350,7 @@ def test_mmdet_and_mmseg_own_tools_on_configs_inheriting_wrs_mm(tmp_path):
     assert 'mIoU' in out
 
 
+@pytest.mark.heavy
 def test_mmdet_own_train_tool_trains_and_resumes_with_the_plugin(
         tmp_path, mmdet_tool):
     extra = ("custom_imports = dict(imports=['wrs_mm'])\n"
@@ -379,6 +385,7 @@ def _copy_checkout(dst: str) -> str:
     return dst
 
 
+@pytest.mark.heavy
 def test_clean_install_of_the_wheel(tmp_path):
     """Wheel and sdist carry configs/, tools/ and the model index under
     wrs_mm/.mim; the wheel, installed without dependencies into a new

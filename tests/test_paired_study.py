@@ -94,6 +94,7 @@ def test_paired_difference_uses_common_seeds_only():
     assert one['mean'] == 1. and one['ci95'][0] != one['ci95'][0]  # NaN
 
 
+@pytest.mark.heavy
 def test_local_launcher_trains_smoke_configs(tmp_path):
     """A shipped config shrunk to 100 images, its no-decay variant and a
     variant that cannot build, on two seeds through tools/train.py: the

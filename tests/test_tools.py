@@ -5,11 +5,13 @@ import pickle
 import subprocess
 import sys
 
+import pytest
 import torch
 from mmengine.config import Config
 
 from wrs_mm.testing import repo_root
 from wrs_mm.testing import small_scale as C
+import toy
 
 ROOT = repo_root()
 
@@ -61,6 +63,7 @@ def _weights(path):
         path, map_location='cpu', weights_only=False)['state_dict']
 
 
+@pytest.mark.heavy
 def test_train_resume_and_test(tmp_path):
     cfg = _shrunk_config(tmp_path, epochs=3)
     full, resumed = tmp_path / 'full', tmp_path / 'resumed'
@@ -95,11 +98,12 @@ def test_train_resume_and_test(tmp_path):
     assert len(preds) == 4 and 'pred_instances' in preds[0]
 
 
+@pytest.mark.heavy
 def test_dist_train_two_processes(tmp_path):
     cfg = _shrunk_config(tmp_path, epochs=2)
     work = tmp_path / 'dist'
     env = _env(cpu=True)
-    env['PORT'] = '29531'
+    env['PORT'] = str(toy.free_port())
     subprocess.run(
         ['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir',
          str(work)],

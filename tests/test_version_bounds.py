@@ -10,6 +10,8 @@ import subprocess
 import sys
 import sysconfig
 
+import pytest
+
 from wrs_mm.testing import repo_root
 import toy
 
@@ -35,6 +37,7 @@ def lower_bounds() -> dict:
     return out
 
 
+@pytest.mark.heavy
 def test_oldest_supported_openmmlab_versions(tmp_path):
     bounds = lower_bounds()
     py, site = toy.side_venv(tmp_path / 'venv',
@@ -65,7 +68,13 @@ def test_oldest_supported_openmmlab_versions(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env=dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1'),
+        # a pytest of its own, not an xdist worker of this one
+        env=dict(
+            {
+                k: v
+                for k, v in os.environ.items() if not k.startswith('PYTEST_')
+            },
+            TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1'),
         timeout=1800)
     assert res.returncode == 0, res.stdout[-4000:]
     summary = res.stdout.strip().splitlines()[-1]

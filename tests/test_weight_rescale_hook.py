@@ -405,7 +405,7 @@ def test_single_group_optimizer_is_rejected(tmp_path):
 
 
 def test_ddp_two_processes_keep_parameters_identical(tmp_path):
-    toy.torchrun('ddp_train.py', [tmp_path], 2, 29517)
+    toy.torchrun('ddp_train.py', [tmp_path], 2)
     a = torch.load(tmp_path / 'params_rank0.pt')
     b = torch.load(tmp_path / 'params_rank1.pt')
     assert a['rescales'] == b['rescales'] == 3

@@ -2,6 +2,7 @@
 and the launch helpers the tests share (resumed runs, torchrun, side
 venvs)."""
 import copy
+import uuid
 
 import torch
 from mmengine.dataset import BaseDataset
@@ -67,9 +68,13 @@ def runner_cfg(work_dir, max_iters=10, hook=None, optim=None, **kw):
             logger=dict(type='LoggerHook', interval=1),
             checkpoint=dict(type='CheckpointHook', interval=1000)),
         randomness=dict(seed=0),
-        experiment_name=f'toy_{id(work_dir)}_{max_iters}',
     )
     cfg.update(kw)
+    # mmengine keys its loggers by experiment name (plus a timestamp in
+    # seconds) and hands back an existing one: two runners in one second would
+    # share a log file, so every name is unique
+    cfg['experiment_name'] = \
+        f"{kw.get('experiment_name', 'toy')}_{uuid.uuid4().hex[:8]}"
     return copy.deepcopy(cfg)
 
 
@@ -91,7 +96,7 @@ def train_and_resume(tmp_path,
                           dict(
                               load_from=str(tmp_path / 'full' / 'iter_3.pth'),
                               resume=True,
-                              experiment_name=f'resumed_{id(tmp_path)}'))):
+                              experiment_name='resumed'))):
         runner = Runner.from_cfg(
             runner_cfg(
                 tmp_path / name,
@@ -112,7 +117,16 @@ def assert_same_state(a, b) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
-def torchrun(script: str, args, procs: int, port: int) -> None:
+def free_port() -> int:
+    """A localhost TCP port that is free now, for a rendezvous (tests run
+    in parallel: no fixed port)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def torchrun(script: str, args, procs: int) -> None:
     """``script`` (in this folder) on ``procs`` processes, CPU / gloo."""
     import os
     import subprocess
@@ -125,7 +139,7 @@ def torchrun(script: str, args, procs: int, port: int) -> None:
         PYTHONPATH=here)
     subprocess.run([
         sys.executable, '-m', 'torch.distributed.run',
-        f'--nproc_per_node={procs}', f'--master_port={port}',
+        f'--nproc_per_node={procs}', f'--master_port={free_port()}',
         os.path.join(here, script), *map(str, args)
     ],
                    check=True,
