@@ -8,7 +8,7 @@ install:
 # two workers (pytest-xdist), one test at a time each, the heavy tests first
 # (tests/conftest.py); `pytest tests/...` alone runs serially
 test: install
-	$(PY) -m pytest -q -n 2 --dist load --maxschedchunk 1 tests
+	$(PY) -m pytest -q -n 2 --dist load --maxschedchunk 1 --durations=15 tests
 
 # format in place (isort, yapf), then check (flake8); tests/test_lint.py checks
 lint: install

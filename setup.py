@@ -138,7 +138,7 @@ setup(
         'docs': ['sphinx>=7,<10', 'myst-parser>=3,<6'],
         # the suite, the benchmarks and the linters
         'tests': [
-            'pytest', 'pytest-xdist', 'scipy', 'adamp', 'scikit-learn',
+            'pytest', 'pytest-xdist>=3.5', 'scipy', 'adamp', 'scikit-learn',
             'triton', 'flake8==7.5.0', 'isort==5.13.2', 'yapf==0.43.0'
         ],
     },
