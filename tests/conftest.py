@@ -15,8 +15,10 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
     # two workers on two cores: one thread each, and for the tools they start
     torch.set_num_threads(1)
     os.environ['OMP_NUM_THREADS'] = '1'
-elif os.environ.get('OMP_NUM_THREADS') != '1':  # 1: a suite such a worker
-    torch.set_num_threads(2)  # started (tests/test_version_bounds.py)
+elif os.environ.get('OMP_NUM_THREADS') != '1':
+    # (a suite started by such a worker, as tests/test_version_bounds.py
+    # does, inherits OMP_NUM_THREADS=1 and keeps one thread)
+    torch.set_num_threads(2)
 # Tests compare numbers across devices and against references: no TF32 on GPUs
 torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False
