@@ -24,6 +24,9 @@ ROOT = repo_root()
 WRS_YOLO = 'wrs_mm::yolov3/yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py'  # noqa: E501
 WRS_DEEPLAB = 'wrs_mm::deeplabv3/deeplabv3_r101-d16_adamw-wrs-tau10_2xb5-55k_voc12aug-512x512.py'  # noqa: E501
 ENV_VAR = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
+# the weights WeightRescaleHook rescales in the user configs below (YOLOv3:
+# every BN conv, not its 3 output convs; DeepLabv3 at depth 50)
+YOLO_RESCALED, DEEPLAB_RESCALED = 72, 61
 
 
 def tiny_coco(base: str, extra: str = '') -> str:
@@ -201,7 +204,7 @@ def test_train_py_trains_a_config_inheriting_a_wrs_mm_path(tmp_path):
         osp.join(ROOT, 'tools', 'train.py'), 'user_cfg.py', '--work-dir', 'wd'
     ],
          cwd=tmp_path)
-    _unit_norm_convs(str(tmp_path / 'wd' / 'epoch_1.pth'), 72)
+    _unit_norm_convs(str(tmp_path / 'wd' / 'epoch_1.pth'), YOLO_RESCALED)
 
 
 def _metafile_models():
@@ -326,28 +329,34 @@ def _train_and_test_with_own_tools(package,
     return out
 
 
+def _own_tools_on_wrs_mm_configs(root, python, env, test=True) -> list:
+    """mmdet's and mmseg's own tools in ``python``, each in a folder of
+    ``root``, on a user config inheriting the ``wrs_mm::`` YOLOv3 / DeepLabv3
+    config; their test.py outputs (with ``test``)."""
+    voc = C.make_voc_from_coco(str(root / 'voc'), n_train=2, n_val=2, size=64)
+    det = tiny_coco(WRS_YOLO) + (coco_test_split() if test else '')
+    outs = []
+    for package, text, ckpt, rescaled in (('mmdet', det, 'epoch_1.pth',
+                                           YOLO_RESCALED),
+                                          ('mmseg', tiny_voc(WRS_DEEPLAB, voc),
+                                           'iter_2.pth', DEEPLAB_RESCALED)):
+        (root / package).mkdir()
+        outs.append(
+            _train_and_test_with_own_tools(package, text, root / package,
+                                           python, env, ckpt, rescaled, test))
+    return outs
+
+
 @pytest.mark.heavy
 def test_mmdet_and_mmseg_own_tools_on_configs_inheriting_wrs_mm(tmp_path):
     """mmdet's and mmseg's own tools/train.py and tools/test.py, from a
     folder outside the repository, on user configs whose ``_base_`` is a
     ``wrs_mm::`` detection / segmentation config (this environment: the
     editable install of ``make install``)."""
-    env = dict(os.environ, **{ENV_VAR: '1'})
-    det = tmp_path / 'det'
-    det.mkdir()
-    out = _train_and_test_with_own_tools(
-        'mmdet',
-        tiny_coco(WRS_YOLO) + coco_test_split(), det, sys.executable, env,
-        'epoch_1.pth', 72)
-    assert 'coco/bbox_mAP' in out
-    seg = tmp_path / 'seg'
-    seg.mkdir()
-    voc = C.make_voc_from_coco(
-        str(tmp_path / 'voc'), n_train=2, n_val=2, size=64)
-    out = _train_and_test_with_own_tools('mmseg', tiny_voc(WRS_DEEPLAB,
-                                                           voc), seg,
-                                         sys.executable, env, 'iter_2.pth', 61)
-    assert 'mIoU' in out
+    det, seg = _own_tools_on_wrs_mm_configs(tmp_path, sys.executable,
+                                            dict(os.environ, **{ENV_VAR: '1'}))
+    assert 'coco/bbox_mAP' in det
+    assert 'mIoU' in seg
 
 
 @pytest.mark.heavy
@@ -364,7 +373,7 @@ def test_mmdet_own_train_tool_trains_and_resumes_with_the_plugin(
         str(tmp_path / 'wd')
     ]
     _run(cmd, tmp_path, env)
-    _unit_norm_convs(str(tmp_path / 'wd' / 'epoch_1.pth'), 72)
+    _unit_norm_convs(str(tmp_path / 'wd' / 'epoch_1.pth'), YOLO_RESCALED)
     # resume on torch >= 2.6: a clear error naming the variable, before
     # mmengine's torch.load fails
     more = ['--resume', '--cfg-options', 'train_cfg.max_epochs=2']
@@ -372,7 +381,7 @@ def test_mmdet_own_train_tool_trains_and_resumes_with_the_plugin(
     assert code != 0
     assert f'{ENV_VAR}=1' in out and 'WeightRescaleHook: resuming' in out
     _run(cmd + more, tmp_path, dict(env, **{ENV_VAR: '1'}))
-    _unit_norm_convs(str(tmp_path / 'wd' / 'epoch_2.pth'), 72)
+    _unit_norm_convs(str(tmp_path / 'wd' / 'epoch_2.pth'), YOLO_RESCALED)
 
 
 def _copy_checkout(dst: str) -> str:
@@ -443,24 +452,10 @@ def test_clean_install_of_the_wheel(tmp_path):
         new_py,
         osp.join(mim, 'tools', 'train.py'), 'cfg.py', '--work-dir', 'wd'
     ], user, env)
-    _unit_norm_convs(str(user / 'wd' / 'epoch_1.pth'), 72)
+    _unit_norm_convs(str(user / 'wd' / 'epoch_1.pth'), YOLO_RESCALED)
     # wrs_mm:: configs in a fresh interpreter, and under mmdet's and mmseg's
     # own train.py, from the wheel's .pth (no editable install here)
     env[ENV_VAR] = '1'
     _, out = _fresh_load(new_py, user, env)
     assert 'LOADED WeightRescaleHook 3' in out
-    for package, text, ckpt, rescaled in (('mmdet', tiny_coco(WRS_YOLO),
-                                           'epoch_1.pth', 72),
-                                          ('mmseg',
-                                           tiny_voc(
-                                               WRS_DEEPLAB,
-                                               C.make_voc_from_coco(
-                                                   str(tmp_path / 'voc'),
-                                                   n_train=2,
-                                                   n_val=2,
-                                                   size=64)), 'iter_2.pth',
-                                           61)):
-        d = user / package
-        d.mkdir()
-        _train_and_test_with_own_tools(
-            package, text, d, new_py, env, ckpt, rescaled, test=False)
+    _own_tools_on_wrs_mm_configs(user, new_py, env, test=False)

@@ -60,9 +60,6 @@ def test_resume_with_shifted_regularizer_and_norm_dynamics_is_exact(tmp_path):
 
 def test_ddp_with_shifted_regularizer_and_norm_dynamics(tmp_path):
     toy.torchrun('ddp_train.py', [tmp_path, 'shifted'], 2)
-    a = torch.load(tmp_path / 'params_rank0.pt')
-    b = torch.load(tmp_path / 'params_rank1.pt')
-    for k in a['params']:
-        assert torch.equal(a['params'][k], b['params'][k]), k
+    a, b = toy.load_identical_ranks(tmp_path)
     assert a['shifted_groups'] == b['shifted_groups'] == 2
     assert len(_records(tmp_path)) == 6  # rank 0 writes every step

@@ -2,7 +2,6 @@
 and the launch helpers the tests share (resumed runs, torchrun, side
 venvs)."""
 import copy
-import uuid
 
 import torch
 from mmengine.dataset import BaseDataset
@@ -10,6 +9,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import DATASETS, MODELS
 from torch.nn import functional as F
 
+from wrs_mm.testing import unique_experiment_name
 from conftest import BNNet
 
 
@@ -70,11 +70,8 @@ def runner_cfg(work_dir, max_iters=10, hook=None, optim=None, **kw):
         randomness=dict(seed=0),
     )
     cfg.update(kw)
-    # mmengine keys its loggers by experiment name (plus a timestamp in
-    # seconds) and hands back an existing one: two runners in one second would
-    # share a log file, so every name is unique
-    cfg['experiment_name'] = \
-        f"{kw.get('experiment_name', 'toy')}_{uuid.uuid4().hex[:8]}"
+    cfg['experiment_name'] = unique_experiment_name(
+        kw.get('experiment_name', 'toy'))
     return copy.deepcopy(cfg)
 
 
@@ -145,6 +142,15 @@ def torchrun(script: str, args, procs: int) -> None:
                    check=True,
                    env=env,
                    timeout=300)
+
+
+def load_identical_ranks(out_dir) -> tuple:
+    """What ranks 0 and 1 of a worker saved (``params_rank<r>.pt`` in
+    ``out_dir``), after checking that their parameters are bitwise equal."""
+    a, b = (torch.load(f'{out_dir}/params_rank{r}.pt') for r in (0, 1))
+    for k in a['params']:
+        assert torch.equal(a['params'][k], b['params'][k]), k
+    return a, b
 
 
 def side_venv(env_dir, paths, system_site: bool = False) -> tuple:

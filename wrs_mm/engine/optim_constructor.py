@@ -13,7 +13,7 @@ from ..core import ShiftedLpEntry, ShiftedLpRegularizer
 from ..core.shifted_lp import check_options
 from .param_groups import (CONFIGURED_DECAY, ROLE_SHIFTED, claim_groups,
                            groups_summary)
-from .plugin import SHIFTED_REG, SUPPORTED, WRSPlugin, unwrap
+from .plugin import SHIFTED_REG, WRSPlugin, refuse_sharding, unwrap
 from .selection import check_patterns_match, compile_patterns, select
 
 OWNER = 'paramwise_cfg.shifted_reg'
@@ -109,11 +109,7 @@ class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         if 'DeepSpeed' in str(wrapper_cfg['type']):
             # DeepSpeedStrategy wraps model and optimizer after this: refuse
             # now, as check_unsharded does for the engine later
-            raise RuntimeError(
-                "wrs_mm does not support DeepSpeed (mmengine's "
-                'DeepSpeedStrategy): the rows of a weight can be split across '
-                'ranks, so norms computed on one shard would be wrong. '
-                f'Supported: {SUPPORTED}.')
+            refuse_sharding("DeepSpeed (mmengine's DeepSpeedStrategy)")
         optim_wrapper = OPTIM_WRAPPERS.build(
             wrapper_cfg, default_args=dict(optimizer=optimizer))
         if self.shifted_cfg is not None:

@@ -97,10 +97,15 @@ def check_unsharded(model) -> None:
             what = ('sharded DTensor parameters (torch fully_shard / tensor '
                     'parallelism)')
     if what is not None:
-        raise RuntimeError(
-            f'wrs_mm does not support {what}: the rows of a weight can be '
-            'split across ranks, so norms computed on one shard would be '
-            f'wrong. Supported: {SUPPORTED}.')
+        refuse_sharding(what)
+
+
+def refuse_sharding(what: str) -> None:
+    """Raise the ``RuntimeError`` for a sharding strategy ``what``."""
+    raise RuntimeError(
+        f'wrs_mm does not support {what}: the rows of a weight can be split '
+        'across ranks, so norms computed on one shard would be wrong. '
+        f'Supported: {SUPPORTED}.')
 
 
 class WRSPlugin:

@@ -1,4 +1,5 @@
-"""What tests read from an mmengine runner."""
+"""What tests read from an mmengine runner, and what they give one."""
+import uuid
 from typing import Dict, Type
 
 from ..engine.param_groups import group_index
@@ -23,3 +24,11 @@ def groups_by_name(optimizer, model) -> Dict[str, dict]:
         n: index[id(p)]
         for n, p in unwrap(model).named_parameters() if id(p) in index
     }
+
+
+def unique_experiment_name(prefix: str) -> str:
+    """``prefix`` and a random suffix. mmengine keys its loggers by experiment
+    name (plus the second the runner started) and hands back an existing
+    one: two runners of one name in one process and second would share a
+    log file."""
+    return f'{prefix}_{uuid.uuid4().hex[:8]}'

@@ -6,7 +6,6 @@ by :func:`~wrs_mm.testing.paths.data_root`.
 """
 import json
 import os
-import uuid
 
 import cv2
 import numpy as np
@@ -14,6 +13,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from .paths import coco_root, data_root, repo_root
+from .runner_utils import unique_experiment_name
 
 # COCO category name -> PASCAL VOC class index (all 20 VOC classes exist in
 # COCO)
@@ -75,11 +75,8 @@ def _common(cfg, work_dir, batch_size=2, wrs_interval=3):
     cfg.work_dir = str(work_dir)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.default_hooks.pop('visualization', None)
-    # mmengine hands back an existing logger of the same name (and second):
-    # a unique name keeps two runs in one process apart
-    cfg.experiment_name = (
-        os.path.basename(str(work_dir).rstrip('/')) + '_' +
-        uuid.uuid4().hex[:8])
+    cfg.experiment_name = unique_experiment_name(
+        os.path.basename(str(work_dir).rstrip('/')))
     cfg.param_scheduler = []  # constant lr: a few steps must make progress
     cfg.randomness = dict(seed=0)
     for hook in cfg.get('custom_hooks', []):
