@@ -1,5 +1,6 @@
 """tools/train.py, tools/test.py and tools/dist_train.sh on a real config
 (YOLOv3 + WRS, shrunk to CPU size) as a user runs them."""
+import json
 import os
 import pickle
 import subprocess
@@ -48,14 +49,18 @@ def _shrunk_config(tmp_path, epochs):
 
 
 def _run(args, cwd) -> str:
-    return subprocess.run(
-        args,
-        check=True,
-        cwd=cwd,
-        env=_env(),
-        timeout=600,
-        capture_output=True,
-        text=True).stdout
+    """Run a tool; on failure the error shows the tail of its output."""
+    proc = subprocess.run(
+        args, cwd=cwd, env=_env(), timeout=600, capture_output=True, text=True)
+    assert proc.returncode == 0, (f'{args} exited {proc.returncode}:\n'
+                                  f'{proc.stdout[-3000:]}\n'
+                                  f'{proc.stderr[-6000:]}')
+    return proc.stdout
+
+
+def _rescaled(path):
+    with open(path) as f:
+        return {r['name'] for r in json.load(f) if r['rescaled']}
 
 
 def _weights(path):
@@ -81,6 +86,11 @@ def test_train_resume_and_test(tmp_path):
         assert torch.equal(a[k], b[k]), k
     seed = torch.load(full / 'epoch_1.pth', weights_only=False)['meta']['seed']
     assert f'resume: seed {seed} of ' in log
+    # the rescaled weights are the checkpoint's, not a new eps check's (an
+    # unseeded stem conv can cross max_invariance_error after an epoch)
+    rescaled = [_rescaled(d / 'wrs_invariance.json') for d in (full, resumed)]
+    assert rescaled[0] == rescaled[1]
+    assert f'resumed: rescaling the {len(rescaled[0])} weights' in log
     # auto-resume from the latest checkpoint of the work dir (nothing left)
     _run([
         sys.executable, 'tools/train.py', cfg, '--work-dir',

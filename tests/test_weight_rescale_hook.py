@@ -166,6 +166,46 @@ def test_resume_is_bitwise_exact(tmp_path):
     toy.assert_same_state(full.model, resumed.model)
 
 
+@pytest.mark.parametrize('start, resume', [(None, 1e-12), (1e-12, None)])
+def test_resume_keeps_the_rescaled_weights_of_the_checkpoint(
+        tmp_path, start, resume):
+    """The eps check is data-dependent (it crossed max_invariance_error on the
+    trained weights of a real resumed YOLOv3): on resume the checkpoint's set
+    of rescaled weights is kept, whatever the check says now, and training is
+    bitwise the uninterrupted run. Here a limit of 1e-12 refuses every weight,
+    None none."""
+    hook = dict(type='WeightRescaleHook', interval=2)
+    full, resumed = toy.train_and_resume(
+        tmp_path,
+        dict(hook, max_invariance_error=start),
+        resumed_hook=dict(hook, max_invariance_error=resume))
+    a, b = (get_hook(r, WeightRescaleHook) for r in (full, resumed))
+    assert a._selection() == b._selection()
+    assert a._selection() == ({} if start else dict(zip(CONVS, (8, 16))))
+    toy.assert_same_state(full.model, resumed.model)
+    log = open(next((tmp_path / 'resumed').glob('*/*.log'))).read()
+    assert f'resumed: rescaling the {len(a._selection())} weights' in log
+
+
+def test_resume_with_another_selection_is_refused(tmp_path):
+    hook = dict(type='WeightRescaleHook', interval=2)
+    toy.train_and_resume(tmp_path, hook)
+    other = Runner.from_cfg(
+        toy.runner_cfg(
+            tmp_path / 'other',
+            6,
+            hook=dict(hook, exclude='conv2'),
+            default_hooks=toy.CHECKPOINT_AT_3,
+            load_from=str(tmp_path / 'full' / 'iter_3.pth'),
+            resume=True))
+    with pytest.raises(
+            ValueError,
+            match=r'rescaled 2 weights, this config and model 1; '
+            r'changed: net.conv2.weight \(16 rows -> 0\)'):
+        other.train()
+    assert get_hook(other, WeightRescaleHook).steps == 3
+
+
 @pytest.mark.parametrize('target', [0.5, 'init'])
 def test_target_norm_sets_every_rescaled_row_and_is_logged(tmp_path, target):
     """Every rescale sets each conv row to the target: a number, or the RMS of

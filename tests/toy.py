@@ -82,23 +82,26 @@ CHECKPOINT_AT_3 = dict(
 def train_and_resume(tmp_path,
                      hook=None,
                      optim=None,
-                     default_hooks=CHECKPOINT_AT_3):
+                     default_hooks=CHECKPOINT_AT_3,
+                     resumed_hook=None):
     """Two trained Runners: 6 iterations uninterrupted (``full``, a
     checkpoint at iteration 3), and the same resumed from that checkpoint
-    (``resumed``)."""
+    (``resumed``, with ``resumed_hook`` if given, else ``hook``)."""
     from mmengine.runner import Runner
     runners = []
-    for name, resume in (('full', {}),
-                         ('resumed',
-                          dict(
-                              load_from=str(tmp_path / 'full' / 'iter_3.pth'),
-                              resume=True,
-                              experiment_name='resumed'))):
+    for name, resume, h in (
+        ('full', {}, hook),
+        ('resumed',
+         dict(
+             load_from=str(tmp_path / 'full' / 'iter_3.pth'),
+             resume=True,
+             experiment_name='resumed'), resumed_hook or hook),
+    ):
         runner = Runner.from_cfg(
             runner_cfg(
                 tmp_path / name,
                 6,
-                hook=hook,
+                hook=h,
                 optim=optim,
                 default_hooks=default_hooks,
                 **resume))

@@ -44,8 +44,9 @@ class WeightRescaleHook(Hook):
     (:class:`~wrs_mm.engine.plugin.WRSPlugin`), so accumulation micro-steps
     (``accumulative_counts``) and AMP steps skipped for inf/NaN gradients do
     not count; the rescale runs then, on every rank. The step counter is saved
-    in checkpoints (key ``wrs_mm``) with each weight's target norm, and
-    restored on resume (bitwise: ``'init'`` is not measured again).
+    in checkpoints (key ``wrs_mm``) with the rescaled weights and each one's
+    target norm, and restored on resume (bitwise: neither the eps check nor
+    ``'init'`` is measured again on the trained weights).
 
     The rescale does not synchronise with the host: its statistics (row norms
     before the rescale) stay on the device and are read only on the
@@ -154,6 +155,7 @@ class WeightRescaleHook(Hook):
             target_norm, 'WeightRescaleHook.target_norm', per_weight=False)
         self.target_norm = target_norm
         self._resumed_targets: Optional[dict] = None
+        self._resumed: Optional[dict] = None  # rescaled weights: rows
         self.meter: Optional[RescaleChangeMeter] = None
         self._pending_change = None  # of the last rescale, not yet logged
         self._pending_stats = None  # of the last rescale, not yet logged
@@ -202,7 +204,13 @@ class WeightRescaleHook(Hook):
         rescaled, refused = [], []
         for v in report.candidates():
             rows = self._rows(v) if v.name in chosen else None
-            if rows is not None and v.invariant and self._eps_too_large(v):
+            if rows is not None and self._resumed is not None:
+                if v.name in self._resumed:
+                    rescaled.append((v, rows))
+                else:
+                    refused.append((v, 'refused at the start of the run '
+                                    '(kept so on resume)'))
+            elif rows is not None and v.invariant and self._eps_too_large(v):
                 refused.append((v, f'eps breaks the invariance: eps / (var '
                                 f'+ eps) = {v.eps_error:.1e} > '
                                 'max_invariance_error '
@@ -217,16 +225,20 @@ class WeightRescaleHook(Hook):
                 refused.append((v, 'not selected by include / exclude'))
             else:
                 refused.append((v, v.reason))
+        if self._resumed is not None:
+            self._check_resumed_selection(rescaled)
         params = dict(unwrap(runner.model).named_parameters())
         if rescaled:  # measures 'init' targets; changes nothing yet
-            self.rescaler = WeightRescaler([
-                RowEntry(v.name, params[v.name], rows) for v, rows in rescaled
-            ],
-                                           backend=self.backend,
-                                           check_finite=self.check_finite,
-                                           self_check=self.self_check,
-                                           target_norm=self._resumed_targets
-                                           or self.target_norm)
+            self.rescaler = WeightRescaler(
+                [
+                    RowEntry(v.name, params[v.name], rows)
+                    for v, rows in rescaled
+                ],
+                backend=self.backend,
+                check_finite=self.check_finite,
+                self_check=self.self_check,
+                target_norm=self._resumed_targets
+                if self._resumed is not None else self.target_norm)
         self._log_table(runner, rescaled, refused)
         if not rescaled:
             print_log(
@@ -245,6 +257,32 @@ class WeightRescaleHook(Hook):
             logger='current')
         self.meter = RescaleChangeMeter(
             _eps_terms(unwrap(runner.model), [v for v, _ in rescaled]))
+
+    def _check_resumed_selection(self, rescaled) -> None:
+        """On resume the weights rescaled are those of the checkpoint: the
+        eps check of the first forward is not made again (the trained weights'
+        activations differ from the initial ones, and a weight crossing
+        ``max_invariance_error`` would change the run). Anything else that
+        changes the set (include / exclude / granularity, the model) is an
+        error, before any step."""
+        now = {v.name: rows for v, rows in rescaled}
+        changed = sorted(
+            f'{n} ({self._resumed.get(n, 0)} rows -> {now.get(n, 0)})'
+            for n in set(now) | set(self._resumed)
+            if n not in now or n not in self._resumed
+            or self._resumed[n] not in (None, now[n]))
+        if not changed:
+            print_log(
+                f'WeightRescaleHook: resumed: rescaling the {len(now)} '
+                'weights of the checkpoint (the eps check is not made again)',
+                logger='current')
+            return
+        raise ValueError(
+            'WeightRescaleHook: the resumed checkpoint rescaled '
+            f'{len(self._resumed)} weights, this config and model '
+            f'{len(now)}; changed: {", ".join(changed)}. Resume with the same '
+            'include, exclude, granularity and allow_non_invariant (or start '
+            'a new run with load_from)')
 
     def _eps_too_large(self, v) -> bool:
         return (self.max_invariance_error is not None
@@ -363,7 +401,14 @@ class WeightRescaleHook(Hook):
             steps=self.steps,
             num_rescales=self.num_rescales,
             target_norm=self.target_norm,
-            targets=self.rescaler.targets if self.rescaler else None)
+            targets=self.rescaler.targets if self.rescaler else None,
+            rescaled=self._selection())
+
+    def _selection(self) -> dict:
+        """The rescaled weights, by name, with their number of rows."""
+        if self.rescaler is None:
+            return {}
+        return {e.name: e.rows for e in self.rescaler.pack.entries}
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if not runner._resume:
@@ -386,6 +431,11 @@ class WeightRescaleHook(Hook):
         self.steps = state['steps']
         self.num_rescales = state['num_rescales']
         self._resumed_targets = state.get('targets')
+        # earlier checkpoints name the rescaled weights by their targets
+        # only (rows None: not compared)
+        self._resumed = state.get('rescaled')
+        if self._resumed is None:
+            self._resumed = dict.fromkeys(self._resumed_targets or {})
 
 
 def _granularity(rows: int, channels: int) -> str:
