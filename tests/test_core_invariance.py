@@ -1,11 +1,15 @@
 """Invariance analysis on small hand-made models, and the theory of Liu et al.
 2021 Sec. 3."""
+import random
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from wrs_mm.core import analyze_invariance, verify_invariance
+from wrs_mm.core.rng import get_rng_states, set_rng_states
 
 
 class Mixed(nn.Module):
@@ -250,6 +254,25 @@ def _verify_dropout(device):
 
 def test_verify_with_dropout_resets_every_random_state():
     _verify_dropout('cpu')
+
+
+def test_rng_states_restore_every_generator():
+    states = get_rng_states()
+
+    def draw():
+        cuda = [
+            torch.rand(2, device=f'cuda:{d}').cpu()
+            for d in range(torch.cuda.device_count())
+        ]
+        return torch.rand(3), cuda, np.random.rand(3), random.random()
+
+    first = draw()
+    set_rng_states(states)
+    again = draw()
+    assert torch.equal(first[0], again[0])
+    assert all(torch.equal(a, b) for a, b in zip(first[1], again[1]))
+    assert (first[2] == again[2]).all() and first[3] == again[3]
+    assert not torch.equal(draw()[0], first[0])
 
 
 @pytest.mark.skipif(

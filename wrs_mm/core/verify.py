@@ -43,16 +43,15 @@ layer that standardises its weight is set to 1e-12 during the check, so that
 the structural claim is tested and not this (known, small) approximation.
 """
 import math
-import random
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List
 
-import numpy as np
 import torch
 from torch import nn
 
 from .invariance import (NORMS, InvarianceReport, _restore_buffers,
                          _snapshot_buffers)
+from .rng import get_rng_states, set_rng_states
 
 INVARIANT, NOT_INVARIANT, CANNOT_TELL = ('invariant', 'not invariant',
                                          'cannot tell')
@@ -186,22 +185,6 @@ def _likely_cause(result: VerifyResult, exact: bool, flags,
             'wrong for this model; please report it)')
 
 
-def _rng_states() -> tuple:
-    cuda = [
-        torch.cuda.get_rng_state(d) for d in range(torch.cuda.device_count())
-    ]
-    return (torch.get_rng_state(), cuda, np.random.get_state(),
-            random.getstate())
-
-
-def _set_rng_states(states) -> None:
-    torch.set_rng_state(states[0])
-    for d, s in enumerate(states[1]):
-        torch.cuda.set_rng_state(s, d)
-    np.random.set_state(states[2])
-    random.setstate(states[3])
-
-
 def _noise(p: torch.Tensor, gen) -> torch.Tensor:
     """Additive noise of half the weight's size: a change that is not a
     rescale."""
@@ -211,10 +194,10 @@ def _noise(p: torch.Tensor, gen) -> torch.Tensor:
 
 def _verify(model, forward, report, rtol, num_refused, seed) -> VerifyResult:
     params = dict(model.named_parameters())
-    states = _rng_states()
+    states = get_rng_states()
 
     def loss() -> float:
-        _set_rng_states(states)
+        set_rng_states(states)
         with torch.no_grad():
             return float(forward())
 

@@ -42,7 +42,7 @@ from torch import nn
 
 from ..core import (InvarianceRecorder, InvarianceReport, analyze_invariance,
                     classify, loss_tensors)
-from ..core.verify import _rng_states, _set_rng_states
+from ..core.rng import get_rng_states, set_rng_states
 
 SHIFTED_REG = 'shifted_reg'
 WEIGHT_RESCALE = 'weight_rescale'
@@ -203,11 +203,11 @@ class WRSPlugin:
         if self.report is not None or self._analysing or not model.training:
             return
         self._analysing = True
-        rng = _rng_states()
+        rng = get_rng_states()
         try:
             report = analyze_invariance(model, lambda: model(*args, **kwargs))
         finally:
-            _set_rng_states(rng)
+            set_rng_states(rng)
             self._analysing = False
         self._publish(report)
 
