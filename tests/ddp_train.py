@@ -8,7 +8,7 @@ import sys
 import torch
 from mmengine.config import Config
 
-from wrs_mm.apis import build_runner
+from wrs_mm.apis import build_runner, close_distributed
 from wrs_mm.engine import WeightRescaleHook
 from wrs_mm.testing import get_hook
 import toy
@@ -46,3 +46,5 @@ torch.save(
             g.get('wrs_mm_role') == 'shifted_lp'
             for g in runner.optim_wrapper.optimizer.param_groups)),
     os.path.join(out, f'params_rank{runner.rank}.pt'))
+del runner, model, hook
+close_distributed()

@@ -12,7 +12,7 @@ import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 
-import wrs_mm  # noqa: F401
+from wrs_mm.apis import close_distributed
 from wrs_mm.engine import NormDynamicsHook, WeightRescaleHook
 from wrs_mm.testing import get_hook
 import toy
@@ -49,21 +49,26 @@ cfg = toy.runner_cfg(
     strategy=STRATEGIES[strategy],
     env_cfg=dict(dist_cfg=dict(backend='gloo')))
 rank = dist.get_rank()
-runner = None
+runner = error = None
 try:
     runner = RUNNERS.build(Config(cfg))
     runner.train()
 except RuntimeError as e:
+    error = dict(error=str(e), iter=runner.iter if runner else None)
+if error is not None:
     with open(os.path.join(out, f'error_rank{rank}.json'), 'w') as f:
-        json.dump(dict(error=str(e), iter=runner.iter if runner else None), f)
-    sys.exit(0)
-model = runner.model.module
-torch.save(
-    dict(
-        params={
-            k: v.detach()
-            for k, v in model.named_parameters()
-        },
-        rescales=get_hook(runner, WeightRescaleHook).num_rescales,
-        records=get_hook(runner, NormDynamicsHook).records),
-    os.path.join(out, f'params_rank{rank}.pt'))
+        json.dump(error, f)
+else:
+    model = runner.model.module
+    torch.save(
+        dict(
+            params={
+                k: v.detach()
+                for k, v in model.named_parameters()
+            },
+            rescales=get_hook(runner, WeightRescaleHook).num_rescales,
+            records=get_hook(runner, NormDynamicsHook).records),
+        os.path.join(out, f'params_rank{rank}.pt'))
+    del model
+del runner
+close_distributed()

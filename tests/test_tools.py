@@ -8,8 +8,10 @@ import sys
 
 import pytest
 import torch
+import torch.distributed as dist
 from mmengine.config import Config
 
+from wrs_mm.apis import close_distributed
 from wrs_mm.testing import repo_root
 from wrs_mm.testing import small_scale as C
 import toy
@@ -128,3 +130,34 @@ def test_dist_train_two_processes(tmp_path):
     text = logs[0].read_text()
     assert 'Distributed training: True' in text and 'GPU number: 2' in text
     assert 'WeightRescaleHook: rescaling' in text
+
+
+def _threads() -> int:
+    return len(os.listdir('/proc/self/task'))
+
+
+def test_close_distributed_frees_the_process_group(tmp_path):
+    """The tools end with it. A gloo group held by the runner's DDP wrapper
+    outlives destroy_process_group, and its worker threads with it: at the
+    interpreter's exit one of them aborted a finished 2-process
+    dist_test.sh (SIGABRT). close_distributed frees the group, so its
+    threads are joined while Python is alive."""
+    torch.nn.Linear(64, 64)(torch.ones(64, 64))  # start torch's own threads
+    base = _threads()
+    dist.init_process_group(
+        'gloo',
+        init_method=f'file://{tmp_path / "store"}',
+        rank=0,
+        world_size=1)
+    ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
+    metrics = [dict(mae=1.0)]
+    dist.broadcast_object_list(metrics, 0)  # the evaluator's last collective
+    runner = [ddp]
+    runner.append(runner)  # held in a reference cycle, as by a Runner
+    del ddp, runner
+    dist.destroy_process_group()
+    assert _threads() > base  # destroyed, not freed: gloo's threads run
+    close_distributed()
+    assert not dist.is_initialized()
+    assert _threads() == base
+    close_distributed()  # nothing to close: no error

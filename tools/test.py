@@ -9,7 +9,8 @@ import argparse
 from mmengine.evaluator import DumpResults
 
 from wrs_mm.apis import (add_launch_args, allow_full_checkpoint_load,
-                         build_runner, load_config, parse_launch_args)
+                         build_runner, close_distributed, load_config,
+                         parse_launch_args)
 
 
 def parse_args():
@@ -73,3 +74,4 @@ def main():
 
 if __name__ == '__main__':
     main()
+    close_distributed()  # the runner is gone: its process group is freed

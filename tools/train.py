@@ -6,8 +6,8 @@
 import argparse
 
 from wrs_mm.apis import (add_launch_args, allow_full_checkpoint_load,
-                         build_runner, load_config, parse_launch_args,
-                         restore_checkpoint_seed)
+                         build_runner, close_distributed, load_config,
+                         parse_launch_args, restore_checkpoint_seed)
 
 
 def parse_args():
@@ -63,3 +63,4 @@ def main():
 
 if __name__ == '__main__':
     main()
+    close_distributed()  # the runner is gone: its process group is freed
