@@ -187,17 +187,31 @@ def test_resume_keeps_the_rescaled_weights_of_the_checkpoint(
     assert f'resumed: rescaling the {len(a._selection())} weights' in log
 
 
+@pytest.mark.parametrize('saved', [('targets', ), ()])
+def test_resume_of_a_checkpoint_without_the_selection(tmp_path, saved):
+    """Checkpoints written before the rescaled weights were saved (with
+    per-weight targets, or from before those too) select the weights again
+    at resume, as they did then: both convs, bitwise the uninterrupted
+    run."""
+    hook = dict(type='WeightRescaleHook', interval=2)
+    full, _ = toy.train_and_resume(tmp_path, hook)
+    ckpt = torch.load(tmp_path / 'full' / 'iter_3.pth', weights_only=False)
+    state = ckpt['wrs_mm']['WeightRescaleHook']
+    for key in set(state) - {'steps', 'num_rescales', 'target_norm', *saved}:
+        del state[key]
+    torch.save(ckpt, tmp_path / 'old.pth')
+    old = toy.resumed_runner(tmp_path, hook, 'old', tmp_path / 'old.pth')
+    old.train()
+    assert get_hook(old, WeightRescaleHook)._selection() == \
+        get_hook(full, WeightRescaleHook)._selection()
+    assert len(get_hook(old, WeightRescaleHook)._selection()) == 2
+    toy.assert_same_state(full.model, old.model)
+
+
 def test_resume_with_another_selection_is_refused(tmp_path):
     hook = dict(type='WeightRescaleHook', interval=2)
     toy.train_and_resume(tmp_path, hook)
-    other = Runner.from_cfg(
-        toy.runner_cfg(
-            tmp_path / 'other',
-            6,
-            hook=dict(hook, exclude='conv2'),
-            default_hooks=toy.CHECKPOINT_AT_3,
-            load_from=str(tmp_path / 'full' / 'iter_3.pth'),
-            resume=True))
+    other = toy.resumed_runner(tmp_path, dict(hook, exclude='conv2'), 'other')
     with pytest.raises(
             ValueError,
             match=r'rescaled 2 weights, this config and model 1; '
@@ -257,14 +271,7 @@ def test_resume_with_init_target_is_bitwise_exact(tmp_path):
     assert get_hook(resumed, WeightRescaleHook).rescaler.targets == \
         get_hook(full, WeightRescaleHook).rescaler.targets
     toy.assert_same_state(full.model, resumed.model)
-    other = Runner.from_cfg(
-        toy.runner_cfg(
-            tmp_path / 'other',
-            6,
-            hook=dict(hook, target_norm=1.0),
-            default_hooks=toy.CHECKPOINT_AT_3,
-            load_from=str(tmp_path / 'full' / 'iter_3.pth'),
-            resume=True))
+    other = toy.resumed_runner(tmp_path, dict(hook, target_norm=1.0), 'other')
     with pytest.raises(
             ValueError,
             match="target_norm is 1.0 but the "

@@ -79,6 +79,28 @@ CHECKPOINT_AT_3 = dict(
     checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False))
 
 
+def resumed_runner(tmp_path,
+                   hook=None,
+                   name='resumed',
+                   checkpoint=None,
+                   optim=None,
+                   default_hooks=CHECKPOINT_AT_3):
+    """A Runner for 6 iterations in ``tmp_path / name`` that resumes
+    ``checkpoint`` (default: iteration 3 of ``tmp_path / 'full'``); not
+    trained yet."""
+    from mmengine.runner import Runner
+    return Runner.from_cfg(
+        runner_cfg(
+            tmp_path / name,
+            6,
+            hook=hook,
+            optim=optim,
+            default_hooks=default_hooks,
+            load_from=str(checkpoint or tmp_path / 'full' / 'iter_3.pth'),
+            resume=True,
+            experiment_name=name))
+
+
 def train_and_resume(tmp_path,
                      hook=None,
                      optim=None,
@@ -88,26 +110,21 @@ def train_and_resume(tmp_path,
     checkpoint at iteration 3), and the same resumed from that checkpoint
     (``resumed``, with ``resumed_hook`` if given, else ``hook``)."""
     from mmengine.runner import Runner
-    runners = []
-    for name, resume, h in (
-        ('full', {}, hook),
-        ('resumed',
-         dict(
-             load_from=str(tmp_path / 'full' / 'iter_3.pth'),
-             resume=True,
-             experiment_name='resumed'), resumed_hook or hook),
-    ):
-        runner = Runner.from_cfg(
-            runner_cfg(
-                tmp_path / name,
-                6,
-                hook=h,
-                optim=optim,
-                default_hooks=default_hooks,
-                **resume))
-        runner.train()
-        runners.append(runner)
-    return runners
+    full = Runner.from_cfg(
+        runner_cfg(
+            tmp_path / 'full',
+            6,
+            hook=hook,
+            optim=optim,
+            default_hooks=default_hooks))
+    full.train()
+    resumed = resumed_runner(
+        tmp_path,
+        resumed_hook or hook,
+        optim=optim,
+        default_hooks=default_hooks)
+    resumed.train()
+    return full, resumed
 
 
 def assert_same_state(a, b) -> None:

@@ -229,16 +229,14 @@ class WeightRescaleHook(Hook):
             self._check_resumed_selection(rescaled)
         params = dict(unwrap(runner.model).named_parameters())
         if rescaled:  # measures 'init' targets; changes nothing yet
-            self.rescaler = WeightRescaler(
-                [
-                    RowEntry(v.name, params[v.name], rows)
-                    for v, rows in rescaled
-                ],
-                backend=self.backend,
-                check_finite=self.check_finite,
-                self_check=self.self_check,
-                target_norm=self._resumed_targets
-                if self._resumed is not None else self.target_norm)
+            self.rescaler = WeightRescaler([
+                RowEntry(v.name, params[v.name], rows) for v, rows in rescaled
+            ],
+                                           backend=self.backend,
+                                           check_finite=self.check_finite,
+                                           self_check=self.self_check,
+                                           target_norm=self._resumed_targets
+                                           or self.target_norm)
         self._log_table(runner, rescaled, refused)
         if not rescaled:
             print_log(
@@ -269,8 +267,7 @@ class WeightRescaleHook(Hook):
         changed = sorted(
             f'{n} ({self._resumed.get(n, 0)} rows -> {now.get(n, 0)})'
             for n in set(now) | set(self._resumed)
-            if n not in now or n not in self._resumed
-            or self._resumed[n] not in (None, now[n]))
+            if now.get(n) != self._resumed.get(n))
         if not changed:
             print_log(
                 f'WeightRescaleHook: resumed: rescaling the {len(now)} '
@@ -431,11 +428,9 @@ class WeightRescaleHook(Hook):
         self.steps = state['steps']
         self.num_rescales = state['num_rescales']
         self._resumed_targets = state.get('targets')
-        # earlier checkpoints name the rescaled weights by their targets
-        # only (rows None: not compared)
+        # None in checkpoints written before the selection was saved: the
+        # weights are selected again, as then
         self._resumed = state.get('rescaled')
-        if self._resumed is None:
-            self._resumed = dict.fromkeys(self._resumed_targets or {})
 
 
 def _granularity(rows: int, channels: int) -> str:
