@@ -380,7 +380,8 @@ def test_mmdet_own_train_tool_trains_and_resumes_with_the_plugin(
     code, out = _run(cmd + more, tmp_path, env, ok=False)
     assert code != 0
     assert f'{ENV_VAR}=1' in out and 'WeightRescaleHook: resuming' in out
-    _run(cmd + more, tmp_path, dict(env, **{ENV_VAR: '1'}))
+    _, out = _run(cmd + more, tmp_path, dict(env, **{ENV_VAR: '1'}))
+    assert f'resumed: rescaling the {YOLO_RESCALED} weights' in out
     _unit_norm_convs(str(tmp_path / 'wd' / 'epoch_2.pth'), YOLO_RESCALED)
 
 
