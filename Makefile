@@ -1,14 +1,21 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test lint docs bench demo study study-cifar study-ws gpu-report
+.PHONY: install user-env test lint docs bench demo study study-cifar study-ws gpu-report
 install:
 	bash tools/install.sh $(VENV)
 
+# the reference user environment (torch 2.1.2, mmcv 2.1.0, mmdet 3.3,
+# mmseg 1.2, mmpretrain 1.2), cached; tests/test_user_env.py installs the
+# wheel into it and tests there
+user-env:
+	bash tools/install_user_env.sh
+
 # two workers (pytest-xdist), one test at a time each, the heavy tests first
-# (tests/conftest.py); `pytest tests/...` alone runs serially
-test: install
-	$(PY) -m pytest -q -n 2 --dist load --maxschedchunk 1 --durations=15 tests
+# (tests/conftest.py), the user-environment tests together in one worker
+# (xdist_group); `pytest tests/...` alone runs serially
+test: install user-env
+	$(PY) -m pytest -q -n 2 --dist loadgroup --maxschedchunk 1 --durations=15 tests
 
 # format in place (isort, yapf), then check (flake8); tests/test_lint.py checks
 lint: install

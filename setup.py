@@ -115,9 +115,11 @@ setup(
     packages=find_packages(include=['wrs_mm', 'wrs_mm.*']),
     include_package_data=True,  # wrs_mm/.mim (MANIFEST.in)
     python_requires='>=3.8',
-    # the core: plain PyTorch
-    # the torch versions tested (tools/install.sh; docs/en/get_started.md)
-    install_requires=['torch>=2.13,<3', 'numpy'],
+    # the core: plain PyTorch. The torch releases tested: 2.1 (the reference
+    # user environment, tools/install_user_env.sh) to 2.13 (make install);
+    # docs/en/get_started.md has the matrix. Nothing here may make pip
+    # replace a user's torch, numpy or setuptools (tests/test_user_env.py).
+    install_requires=['torch>=2.1,<2.14', 'numpy'],
     extras_require={
         # the mmengine adapters, configs and tools (mmcv 2.1.0 has no wheels
         # on PyPI for recent torch: tools/install.sh builds it with its ops)
@@ -131,9 +133,10 @@ setup(
             'pycocotools',
             'ftfy',
             'regex',
-            'setuptools<80',
             'matplotlib'
         ],
+        # (setuptools < 81, which mmengine's `pkg::` lookup needs, is pinned
+        # by tools/install.sh, not here: wrs_mm_config_hook.py names it)
         # the manual (make docs; tests/test_docs.py builds it)
         'docs': ['sphinx>=7,<10', 'myst-parser>=3,<6'],
         # the suite, the benchmarks and the linters

@@ -8,6 +8,7 @@ import torch
 from mmengine.config import config as mmengine_config
 from torch import nn
 
+from wrs_mm.core.compat import torch_version
 from wrs_mm.testing import data_root
 
 os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
@@ -45,6 +46,18 @@ def _memoize_config_formatting() -> None:
 
 
 _memoize_config_formatting()
+
+
+def needs_torch(version: tuple, what: str):
+    """Skip on a torch older than ``version`` (the reference user
+    environment has torch 2.1), naming what needs the newer release."""
+    return pytest.mark.skipif(
+        torch_version() < version,
+        reason=f'{what} needs torch >= {version[0]}.{version[1]}')
+
+
+#: tests that emulate AMP's loss scaling on CPU
+CPU_GRAD_SCALER = needs_torch((2, 3), "torch.amp.GradScaler('cpu')")
 
 
 class BNNet(nn.Module):

@@ -14,11 +14,15 @@ from torch._dynamo.utils import counters
 import wrs_mm  # noqa: F401
 from wrs_mm.core import (RowEntry, ShiftedLpEntry, ShiftedLpRegularizer,
                          WeightRescaler, analyze_invariance)
+from wrs_mm.core.compat import MIN_COMPILE, torch_version
 from wrs_mm.engine import WeightRescaleHook
 from wrs_mm.testing import get_hook, repo_root
 from wrs_mm.testing import small_scale as C
 import toy
-from conftest import BNNet
+from conftest import BNNet, needs_torch
+
+#: mmengine's compile=True with a wrs_mm feature (torch 2.1 is refused)
+MMENGINE_COMPILE = needs_torch(MIN_COMPILE, "wrs_mm under mmengine's compile")
 
 WRS_CFG = repo_root() + '/configs/classification/' \
     'vgg16-bn_adamw-wrs-tau40_1xb100-100e_cifar10.py'
@@ -71,6 +75,7 @@ def vgg_cfg(tmp_path_factory):
     return cfg, work
 
 
+@MMENGINE_COMPILE
 @pytest.mark.heavy
 def test_compiled_training_matches_eager_with_every_feature(vgg_cfg):
     cfg, work = vgg_cfg
@@ -106,6 +111,7 @@ def test_compiled_training_matches_eager_with_every_feature(vgg_cfg):
     assert norms[0].count('\n') == norms[1].count('\n') == 4
 
 
+@MMENGINE_COMPILE
 @pytest.mark.parametrize('feature', ['wrs', 'shifted'])
 def test_no_graph_break_or_recompilation_per_step(tmp_path, feature):
     """Dynamo's counters, iteration by iteration, against the same compiled
@@ -182,3 +188,37 @@ def test_core_api_with_torch_compile_in_a_plain_loop():
         assert torch.allclose(
             eager[k].float(), compiled[k].float(), rtol=1e-4, atol=1e-5), k
     assert graphs[1:] == [graphs[1]] * 7, graphs  # compiled once, then reused
+
+
+@pytest.mark.parametrize('feature', ['wrs', 'shifted'])
+def test_compile_on_an_older_torch_is_refused_before_the_first_step(
+        tmp_path, feature):
+    """On torch < 2.4 (the reference user environment's 2.1) every wrs_mm
+    feature refuses ``compile=True`` at the first forward, before any
+    optimizer step, naming the torch release it needs; on a newer torch the
+    same run trains."""
+    cfg = toy.runner_cfg(
+        tmp_path,
+        2,
+        hook=dict(type='WeightRescaleHook', interval=1)
+        if feature == 'wrs' else None,
+        optim=dict(
+            optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
+            constructor='WRSOptimWrapperConstructor',
+            paramwise_cfg=dict(shifted_reg=dict(
+                eps=0.5))) if feature == 'shifted' else None,
+        compile=True)
+    torch._dynamo.reset()
+    runner = Runner.from_cfg(cfg)
+    before = copy.deepcopy(runner.model.state_dict())
+    if torch_version() >= MIN_COMPILE:
+        runner.train()
+        assert runner.optim_wrapper._wrs_mm_plugin.report is not None
+        return
+    with pytest.raises(RuntimeError) as e:
+        runner.train()
+    for part in ("wrs_mm under torch.compile (mmengine's compile=True) "
+                 'needs torch >= 2.4', f'this is torch {torch.__version__}'):
+        assert part in str(e.value), str(e.value)
+    for k, v in runner.model.state_dict().items():  # no step was taken
+        assert torch.equal(v, before[k]), k

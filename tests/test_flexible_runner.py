@@ -41,6 +41,22 @@ def test_fsdp_strategy_is_refused_before_the_first_step(tmp_path, variant):
     assert not (tmp_path / 'params_rank0.pt').exists()
 
 
+def composable_fully_shard() -> tuple:
+    """The installed torch's ``fully_shard`` and what the refusal names:
+    FSDP2 (DTensor parameters; torch >= 2.6, under ``_composable`` from
+    2.4), else torch 2.1-2.3's composable FSDP (flat parameters)."""
+    try:
+        from torch.distributed.fsdp import fully_shard
+    except ImportError:
+        try:
+            from torch.distributed._composable.fsdp import fully_shard
+        except ImportError:
+            from torch.distributed._composable import fully_shard
+            return (lambda m: fully_shard(m, device_id=torch.device('cpu')),
+                    r'torch fully_shard \(composable FSDP\)')
+    return fully_shard, 'sharded DTensor parameters'
+
+
 def test_sharded_models_are_refused(tmp_path):
     """torch FSDP, fully_shard (DTensor parameters) and a DeepSpeed engine
     are refused; DDP and plain modules pass. mmengine 0.10.7's
@@ -49,7 +65,7 @@ def test_sharded_models_are_refused(tmp_path):
     engine's name stands in for it, and the constructor refuses
     ``DeepSpeedOptimWrapper``."""
     import torch.distributed as dist
-    from torch.distributed.fsdp import FullyShardedDataParallel, fully_shard
+    from torch.distributed.fsdp import FullyShardedDataParallel
     os.environ.update(
         MASTER_ADDR='127.0.0.1', MASTER_PORT=str(toy.free_port()))
     dist.init_process_group('gloo', rank=0, world_size=1)
@@ -62,9 +78,10 @@ def test_sharded_models_are_refused(tmp_path):
                 FullyShardedDataParallel(
                     nn.Sequential(nn.Conv2d(3, 4, 3)),
                     device_id=torch.device('cpu')))
+        fully_shard, what = composable_fully_shard()
         shard = nn.Sequential(nn.Conv2d(3, 4, 3))
         fully_shard(shard)
-        with pytest.raises(RuntimeError, match='sharded DTensor parameters'):
+        with pytest.raises(RuntimeError, match=what):
             check_unsharded(shard)
 
         class DeepSpeedEngine(nn.Module):

@@ -8,11 +8,24 @@ import sys
 import pytest
 import torch
 
+from wrs_mm.core import kernels
+from wrs_mm.core.compat import MIN_TRITON, version_tuple
 from kernel_cases import all_diffs
 
 HERE = os.path.dirname(__file__)
 cuda_only = pytest.mark.skipif(
     not torch.cuda.is_available(), reason='cuda-only: needs a CUDA device')
+try:
+    import triton
+    TRITON = triton.__version__
+except ImportError:  # the suite needs it: the tests below then fail
+    TRITON = None
+OLD_TRITON = TRITON is not None and version_tuple(TRITON) < MIN_TRITON[0]
+#: the kernels run only on Triton >= 3.0; torch 2.1 ships Triton 2.1
+needs_triton = pytest.mark.skipif(
+    OLD_TRITON,
+    reason=f'the fused kernels (Triton {TRITON} here) needs Triton >= '
+    f'{MIN_TRITON[0][0]}.{MIN_TRITON[0][1]}')
 
 
 def _check(diffs):
@@ -51,6 +64,7 @@ def _interpreted(script: str, *args) -> str:
     return res.stdout.strip().splitlines()[-1]
 
 
+@needs_triton
 def test_triton_kernels_in_interpreter_match_reference():
     diffs = json.loads(_interpreted('kernel_cases.py', 'cpu'))
     _check(diffs)
@@ -78,6 +92,7 @@ def test_cuda_loop_backend_matches_reference():
     _check(all_diffs('cuda', 'loop'))
 
 
+@needs_triton
 def test_first_use_self_check_falls_back_on_a_failing_or_wrong_kernel():
     cases = json.loads(_interpreted('selfcheck_cases.py'))
     for name, c in cases.items():
@@ -99,12 +114,12 @@ def test_first_use_self_check_falls_back_on_a_failing_or_wrong_kernel():
                 assert part in w, (name, part, w)
 
 
+@needs_triton
 @pytest.mark.parametrize('capability', [80, 90])
 def test_every_kernel_specialisation_compiles_without_a_gpu(capability):
     """Triton's compiler and its bundled ptxas build every variant the code
     can launch (all dtypes and flags, generic and 16-byte-aligned pointers)
     into cubins for sm_80 / sm_90; none spills registers."""
-    from wrs_mm.core import kernels
     from wrs_mm.core.kernel_build import compile_all, specializations
     if kernels.triton is None:
         pytest.fail('Triton is not installed (setup.py extra "tests")')
@@ -116,3 +131,36 @@ def test_every_kernel_specialisation_compiles_without_a_gpu(capability):
         assert r['sm'] == capability and r['cubin_bytes'] > 1000, r
         assert 0 < r['registers'] <= 255, r
         assert r['spill_stores'] == r['spill_loads'] == 0, r
+
+
+def test_triton_older_than_the_kernels_need_is_refused_by_name():
+    """Triton 2.x (what torch 2.1 ships): the kernels are unavailable (so
+    ``backend='auto'`` keeps the torch implementations) and
+    ``backend='triton'`` is refused, naming the Triton release needed and
+    the one installed; a Triton >= 3.0 runs them (here under its
+    interpreter, on CPU)."""
+    code = (
+        'import torch\n'
+        'from wrs_mm.core import RowEntry, WeightRescaler, kernels\n'
+        "entry = RowEntry('w', torch.nn.Parameter(torch.randn(4, 3)), 4)\n"
+        'try:\n'
+        "    print(WeightRescaler([entry], backend='triton').backends)\n"
+        'except ValueError as e:\n'
+        "    print('refused:', e)\n"
+        "print(kernels.available(torch.device('cpu')), kernels.UNAVAILABLE)\n")
+    res = subprocess.run([sys.executable, '-c', code],
+                         env=dict(os.environ, TRITON_INTERPRET='1'),
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    triton_line, available = res.stdout.strip().splitlines()[-2:]
+    if OLD_TRITON:
+        for part in ('refused:', 'needs Triton >= 3.0', f'Triton {TRITON} '
+                     'is older than 3.0', 'torch >= 2.4 ships it'):
+            assert part in triton_line, (part, triton_line)
+        assert available.startswith(f'False Triton {TRITON} is older'), \
+            available
+    else:
+        assert triton_line == "['triton']", triton_line
+        assert available == 'True None', available

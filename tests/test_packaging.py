@@ -5,6 +5,7 @@ and a clean install of the built wheel into a new environment."""
 import glob
 import os
 import os.path as osp
+import re
 import shutil
 import subprocess
 import sys
@@ -303,6 +304,32 @@ def test_wrs_mm_config_loads_in_a_fresh_interpreter(tmp_path):
     assert code != 0 and 'does not support to load wrs_mm config' in out
 
 
+def test_missing_pkg_resources_is_named_with_the_fix(tmp_path):
+    """Where setuptools has no ``pkg_resources`` (81 and newer), loading a
+    config that inherits ``mmdet::`` ends with one message naming the fix
+    (the installed .pth's wrapper), not with mmengine's bare import error."""
+    blocked = tmp_path / 'no_pkg_resources'
+    blocked.mkdir()
+    (blocked / 'pkg_resources.py').write_text(
+        "raise ModuleNotFoundError(\"No module named 'pkg_resources'\", "
+        "name='pkg_resources')\n")
+    (tmp_path / 'user_cfg.py').write_text(
+        "_base_ = 'mmdet::yolo/yolov3_d53_8xb8-ms-608-273e_coco.py'\n")
+    code = ('from mmengine.config import Config\n'
+            "Config.fromfile('user_cfg.py')\n")
+    env = dict(os.environ, PYTHONPATH=str(blocked))
+    status, out = _run([sys.executable, '-c', code], tmp_path, env, ok=False)
+    last = out.strip().splitlines()[-1]
+    assert status != 0
+    assert last.startswith('ModuleNotFoundError: mmengine cannot load '
+                           '`mmdet::` config paths'), out[-3000:]
+    assert "pip install 'setuptools<81'" in last
+    assert re.search(r'\(setuptools \d+[.\d]*;', last), last
+    # without the blocker the same load works
+    status, out = _run([sys.executable, '-c', code], tmp_path)
+    assert status == 0, out[-3000:]
+
+
 def _train_and_test_with_own_tools(package,
                                    cfg_text,
                                    cwd,
@@ -385,7 +412,7 @@ def test_mmdet_own_train_tool_trains_and_resumes_with_the_plugin(
     _unit_norm_convs(str(tmp_path / 'wd' / 'epoch_2.pth'), YOLO_RESCALED)
 
 
-def _copy_checkout(dst: str) -> str:
+def copy_checkout(dst: str) -> str:
     shutil.copytree(
         ROOT,
         dst,
@@ -402,7 +429,7 @@ def test_clean_install_of_the_wheel(tmp_path):
     environment that sees the project's packages, loads a ``wrs_mm::``
     config and trains one iteration on coco_tiny from a folder outside the
     repository with its own installed tools/train.py."""
-    src = _copy_checkout(str(tmp_path / 'src'))
+    src = copy_checkout(str(tmp_path / 'src'))
     dist = tmp_path / 'dist'
     py = sys.executable
     _run([

@@ -13,7 +13,7 @@ from wrs_mm.core import shifted_lp_grad
 from wrs_mm.engine.param_groups import ROLE
 from wrs_mm.testing import groups_by_name
 import toy
-from conftest import BNNet
+from conftest import CPU_GRAD_SCALER, BNNet
 
 CONVS = ('conv1.weight', 'conv2.weight')
 
@@ -155,6 +155,7 @@ def test_wrs_and_shifted_on_same_weights_conflict(tmp_path):
         runner.train()
 
 
+@CPU_GRAD_SCALER
 def test_amp_regularizer_sees_unscaled_grads_and_skips_with_the_step():
     """AmpOptimWrapper with torch's GradScaler on CPU (scale 1024): the
     regularizer adds to the *unscaled* gradient, and a step skipped for an

@@ -11,6 +11,7 @@ from mmengine.runner import Runner
 import wrs_mm  # noqa: F401
 from wrs_mm.engine import read_norm_dynamics
 import toy
+from conftest import CPU_GRAD_SCALER
 
 NORM = dict(type='NormDynamicsHook', interval=1)
 SHIFTED = dict(
@@ -24,6 +25,7 @@ def _records(work_dir):
         os.path.join(str(work_dir), 'norm_dynamics.jsonl'))
 
 
+@CPU_GRAD_SCALER
 def test_norm_dynamics_records_real_steps_under_amp(tmp_path):
     """The 3rd loss is inf: GradScaler skips that step, and the hook records
     5 steps in 6 iterations, none at the skipped one."""

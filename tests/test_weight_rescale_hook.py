@@ -13,6 +13,7 @@ from wrs_mm.engine import WeightRescaleHook
 from wrs_mm.engine.param_groups import ROLE, ROLE_WRS
 from wrs_mm.testing import get_hook, groups_by_name
 import toy  # noqa: F401  (registers the toy model and dataset)
+from conftest import CPU_GRAD_SCALER
 
 CONVS = ('net.conv1.weight', 'net.conv2.weight')
 
@@ -122,6 +123,7 @@ def test_accumulation_counts_updates_not_iterations(tmp_path):
     assert _unit_iters(rec) == [3, 7]
 
 
+@CPU_GRAD_SCALER
 def test_skipped_amp_step_does_not_count(tmp_path):
     """AmpOptimWrapper with torch's GradScaler on CPU; the loss of the 3rd
     iteration is inf, so GradScaler skips that optimizer step."""

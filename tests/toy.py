@@ -153,7 +153,9 @@ def torchrun(script: str, args, procs: int) -> None:
         os.environ,
         OMP_NUM_THREADS='1',
         CUDA_VISIBLE_DEVICES='',
-        PYTHONPATH=here)
+        PYTHONPATH=os.pathsep.join([here] + [
+            p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p
+        ]))
     subprocess.run([
         sys.executable, '-m', 'torch.distributed.run',
         f'--nproc_per_node={procs}', f'--master_port={free_port()}',

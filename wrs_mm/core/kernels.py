@@ -11,7 +11,8 @@ one row: it reduces the row in fp32 and rewrites it while it is in cache, so a
 rescale moves about the bytes of one ``torch._foreach_mul_``.
 
 Triton is optional: :func:`available` says whether the kernels can run on a
-tensor's device (CUDA with Triton installed, or any device under Triton's
+tensor's device (CUDA with Triton >= 3.0 installed, :data:`UNAVAILABLE` says
+why not, or any device under Triton's
 interpreter, ``TRITON_INTERPRET=1``, which the tests use on CPU). The
 pure-torch implementations in :mod:`.rescale` / :mod:`.shifted_lp` are the
 reference these kernels are tested against.
@@ -21,10 +22,22 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from .compat import MIN_TRITON, version_tuple
+
 try:  # Triton ships with CUDA builds of torch; CPU-only installs lack it
     import triton
     import triton.language as tl
 except ImportError:  # pragma: no cover - depends on the installation
+    triton = None
+
+#: why the kernels cannot run in this installation (None when they can)
+UNAVAILABLE = None
+if triton is None:
+    UNAVAILABLE = 'Triton is not installed'
+elif version_tuple(triton.__version__) < MIN_TRITON[0]:
+    UNAVAILABLE = (f'Triton {triton.__version__} is older than '
+                   f'{MIN_TRITON[0][0]}.{MIN_TRITON[0][1]}, the oldest the '
+                   f'kernels run on (torch >= {MIN_TRITON[1]} ships it)')
     triton = None
 
 BLOCK = 1024  # elements a program reads per iteration of its row loop

@@ -36,6 +36,7 @@ from typing import List, Optional, Sequence
 import torch
 
 from . import kernels
+from .compat import MIN_TRITON
 from .rows import Bucket, RowEntry, RowPack
 from .selfcheck import checked_kernel_call, warn_fallback
 
@@ -62,10 +63,11 @@ def choose_backend(backend: str, bucket: Bucket, owner: str) -> str:
         kernels.row_blocks_ok(e.param, e.rows) for e in bucket.entries)
     if backend == 'triton':
         if not kernels.available(device):
-            raise ValueError(f'{owner}: backend="triton" needs Triton and a '
-                             f'CUDA device (or TRITON_INTERPRET=1); got '
-                             f'{device} with Triton '
-                             f"{'installed' if kernels.triton else 'missing'}")
+            why = kernels.UNAVAILABLE or f'the weights are on {device}'
+            raise ValueError(f'{owner}: backend="triton" needs Triton >= '
+                             f'{MIN_TRITON[0][0]}.{MIN_TRITON[0][1]} and a '
+                             f'CUDA device (or TRITON_INTERPRET=1): {why}; '
+                             'use "torch" or "loop"')
         if not blocks:
             raise ValueError(f'{owner}: backend="triton" needs weights whose '
                              'rows are contiguous blocks (contiguous or '

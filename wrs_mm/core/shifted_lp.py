@@ -329,8 +329,10 @@ class ShiftedLpRegularizer:
                 continue
             a, b = _affine_p2(m, c, self.eps, standardized)
             shape = (-1, ) + (1, ) * (p.dim() - 1)
-            if coupled:
+            if coupled and a.dtype == p.dtype:
                 target.addcmul_(p, a.view(shape))
+            elif coupled:  # low precision: see _step_p2
+                target.add_(p * a.view(shape))
             else:
                 target.mul_((1 - a).view(shape))
             if b is not None:
@@ -352,8 +354,13 @@ class ShiftedLpRegularizer:
             if not keep:  # no gradient this step (foreach needs a tensor)
                 return
             grads = [params[i].grad for i in keep]
-            torch._foreach_addcmul_(grads, [params[i] for i in keep],
-                                    [a[i] for i in keep])
+            kept, coef = [params[i] for i in keep], [a[i] for i in keep]
+            if kept[0].dtype == coef[0].dtype:
+                torch._foreach_addcmul_(grads, kept, coef)
+            else:  # fp16 / bf16 weights, fp32 coefficients: the product in
+                # fp32, rounded once when added (torch 2.1's CPU addcmul_
+                # refuses mixed dtypes; torch's foreach loops on them anyway)
+                torch._foreach_add_(grads, torch._foreach_mul(kept, coef))
             if b is not None:
                 torch._foreach_add_(grads, [b[i] for i in keep])
         else:  # w <- w - (a w + b)  (a, b already include lr * lambda)

@@ -42,6 +42,7 @@ from torch import nn
 
 from ..core import (InvarianceRecorder, InvarianceReport, analyze_invariance,
                     classify, loss_tensors)
+from ..core.compat import MIN_COMPILE, is_compiling, require_torch
 from ..core.rng import get_rng_states, set_rng_states
 
 SHIFTED_REG = 'shifted_reg'
@@ -96,8 +97,22 @@ def check_unsharded(model) -> None:
         elif any(type(p).__name__ == 'DTensor' for p in model.parameters()):
             what = ('sharded DTensor parameters (torch fully_shard / tensor '
                     'parallelism)')
+        elif any('fully_shard' in _composable_apis(m)
+                 for m in model.modules()):
+            what = 'torch fully_shard (composable FSDP)'
     if what is not None:
         refuse_sharding(what)
+
+
+def _composable_apis(module: nn.Module) -> dict:
+    """The torch composable APIs applied to ``module`` (``fully_shard``,
+    ``replicate``, ...): torch 2.1-2.3's ``fully_shard`` shards into flat
+    parameters that are not DTensors."""
+    try:
+        from torch.distributed._composable.contract import _get_registry
+    except ImportError:  # pragma: no cover - torch without distributed
+        return {}
+    return _get_registry(module) or {}
 
 
 def refuse_sharding(what: str) -> None:
@@ -161,7 +176,7 @@ class WRSPlugin:
         ref, target = weakref.ref(self), weakref.ref(self.model)
 
         def pre(module, args, kwargs):
-            compiling = torch.compiler.is_compiling()  # first: dynamo folds it
+            compiling = is_compiling()  # first: dynamo folds it
             plugin = ref()
             if plugin is None or module is not target():
                 return
@@ -171,7 +186,7 @@ class WRSPlugin:
                 plugin._start_analysis(module)
 
         def post(module, args, output):
-            compiling = torch.compiler.is_compiling()
+            compiling = is_compiling()
             plugin = ref()
             if plugin is not None and module is target() and not compiling:
                 plugin._finish_analysis(module, output)
@@ -202,6 +217,10 @@ class WRSPlugin:
         restored)."""
         if self.report is not None or self._analysing or not model.training:
             return
+        require_torch(
+            MIN_COMPILE, "wrs_mm under torch.compile (mmengine's "
+            'compile=True)', "torch 2.1's dynamo fails on mmengine's compiled "
+            'train_step, with or without wrs_mm; train without compile')
         self._analysing = True
         rng = get_rng_states()
         try:

@@ -1,0 +1,377 @@
+"""wrs_mm in the environment an mmdet 3.3 user already has: torch 2.1.2,
+torchvision 0.16.2, numpy < 2, mmcv 2.1.0 with ops built for that torch,
+mmengine 0.10.7, mmdet 3.3.0, mmsegmentation 1.2.2 and mmpretrain 1.2.0
+(``tools/install_user_env.sh``, cached; ``make test`` makes it first).
+
+* the built wheel, installed by plain pip with its dependencies (and with
+  the ``mm`` extra), adds wrs_mm and changes nothing else (``pip freeze``);
+* the plugin's own tests pass there (what needs a newer torch is skipped
+  only with a reason naming the torch or Triton release it needs);
+* mmdet's, mmseg's and mmpretrain's own installed ``tools/train.py`` train
+  user configs with WRS and with the shifted regularizer, log the start-up
+  table, and resume from the checkpoint they wrote.
+
+The tests share the environment (wrs_mm is installed into it once), so they
+run in one pytest-xdist worker (``xdist_group``).
+"""
+import glob
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import pytest
+from test_packaging import (WRS_DEEPLAB, WRS_YOLO, YOLO_RESCALED, _run,
+                            _unit_norm_convs, copy_checkout, tiny_coco,
+                            tiny_voc)
+
+from wrs_mm.testing import data_root, repo_root
+from wrs_mm.testing import small_scale as C
+
+
+def in_user_env(test):
+    """A test that installs into or runs in the shared environment."""
+    return pytest.mark.heavy(pytest.mark.xdist_group('user_env')(test))
+
+
+ROOT = repo_root()
+WRS_FASTER_SHIFTED = 'wrs_mm::faster_rcnn/faster-rcnn_r50_fpn_gn-ws-all_shifted-l2_1x_coco.py'  # noqa: E501
+#: the plugin's test files run in the user environment
+PLUGIN_TESTS = [
+    'tests/test_core_rescale.py', 'tests/test_core_invariance.py',
+    'tests/test_core_shifted_lp.py', 'tests/test_core_layouts.py',
+    'tests/test_kernels.py', 'tests/test_weight_rescale_hook.py',
+    'tests/test_shifted_constructor.py', 'tests/test_norm_dynamics_hook.py',
+    'tests/test_plugin.py', 'tests/test_training_modes.py',
+    'tests/test_flexible_runner.py', 'tests/test_config_checks.py',
+    'tests/test_compile.py'
+]
+#: what a skip in the user environment may name: the release it needs, or
+#: a CUDA device (skipped on every CPU machine)
+ALLOWED_SKIP = re.compile(r'needs (torch|Triton) >= \d+\.\d+|cuda-only: '
+                          'needs a CUDA device')
+
+
+def user_env_python() -> str:
+    """The reference environment's python (made by the script if missing)."""
+    res = subprocess.run(
+        ['bash', osp.join(ROOT, 'tools', 'install_user_env.sh')],
+        capture_output=True,
+        text=True,
+        timeout=3600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return res.stdout.strip().splitlines()[-1]
+
+
+def freeze(python: str) -> set:
+    """``pip freeze --all`` of ``python``'s environment, as a set."""
+    out = subprocess.run([
+        python, '-m', 'pip', 'freeze', '--all', '--disable-pip-version-check'
+    ],
+                         capture_output=True,
+                         text=True,
+                         check=True).stdout
+    return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def user_run_env(python: str) -> dict:
+    """A user's shell in that environment: its bin first, nothing of ours
+    (no PYTHONPATH, no pytest-xdist worker variables), the data sets."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(('PYTEST_', 'PYTHONPATH', 'TORCH_FORCE'))
+    }
+    env['PATH'] = osp.dirname(python) + os.pathsep + env['PATH']
+    env['WRS_MM_DATA'] = data_root()
+    return env
+
+
+def test_setup_docs_and_environments_state_one_torch_range():
+    """setup.py's torch range runs from the reference user environment's
+    torch to the main environment's, and the manual says the same."""
+
+    def read(*path):
+        with open(osp.join(ROOT, *path)) as f:
+            return f.read()
+
+    low, high = re.search(r"'torch>=(\d+\.\d+),<(\d+\.\d+)'",
+                          read('setup.py')).groups()
+    major, minor = map(int, high.split('.'))
+    newest = f'{major}.{minor - 1}'
+    assert f'torch=={low}.' in read('tools', 'install_user_env.sh')
+    assert f'torch=={newest}.' in read('tools', 'install.sh')
+    assert f'| torch | >= {low}, < {high} |' in read('docs', 'en',
+                                                     'get_started.md')
+    from wrs_mm.core import compat
+    assert f'torch {low}' in compat.__doc__ and f'to {newest}' in \
+        compat.__doc__
+
+
+@pytest.fixture(scope='module')
+def user_env(tmp_path_factory):
+    """The environment with the wheel installed as a user installs it:
+    ``(python, freeze before, after the wheel, after the wheel[mm], what
+    `pip install <checkout>[mm]` would install)``."""
+    python = user_env_python()
+    tmp = tmp_path_factory.mktemp('user_env')
+    src = copy_checkout(str(tmp / 'src'))
+    _run([
+        sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
+        '--no-build-isolation', '-w',
+        str(tmp / 'dist'), src
+    ],
+         cwd=tmp)
+    wheel, = glob.glob(str(tmp / 'dist' / 'wrs_mm-*.whl'))
+    pip = [python, '-m', 'pip', '--disable-pip-version-check']
+    # a wrs_mm left by an earlier run goes first: the environment as made
+    subprocess.run(
+        pip + ['uninstall', '-y', 'wrs_mm'], capture_output=True, check=True)
+    before = freeze(python)
+    _run(pip + ['install', wheel], cwd=tmp)
+    after = freeze(python)
+    _run(pip + ['install', wheel + '[mm]'], cwd=tmp)
+    after_mm = freeze(python)
+    # the one command of the manual, from a checkout: what it would install
+    _run(
+        pip + [
+            'install', '--dry-run', '-q', '--report',
+            str(tmp / 'report.json'), src + '[mm]'
+        ],
+        cwd=tmp)
+    with open(tmp / 'report.json') as f:
+        would = [
+            i['metadata']['name'].replace('-', '_')
+            for i in json.load(f)['install']
+        ]
+    return python, before, after, after_mm, would
+
+
+@in_user_env
+def test_installing_the_wheel_adds_wrs_mm_and_nothing_else(user_env):
+    python, before, after, after_mm, would = user_env
+    added, removed = after - before, before - after
+    assert {re.split(r' @ |==', a)[0] for a in added} == {'wrs_mm'}, added
+    assert removed == set(), removed  # no torch, numpy, setuptools replaced
+    assert after_mm == after, (after_mm - after, after - after_mm)
+    assert would == ['wrs_mm'], would  # `pip install .[mm]` of a checkout
+    assert any(p.startswith('torch==2.1.2') for p in after), sorted(after)
+    # the installed wheel is what the user imports, from site-packages
+    code = ('import wrs_mm, torch; print(wrs_mm.__file__); '
+            'print(torch.__version__)')
+    out = subprocess.run([python, '-c', code],
+                         cwd=str(osp.dirname(ROOT)),
+                         capture_output=True,
+                         text=True,
+                         check=True).stdout.split()
+    assert 'site-packages' in out[0] and out[1].startswith('2.1.2'), out
+
+
+@in_user_env
+def test_plugin_tests_pass_on_torch_2_1(user_env):
+    """The plugin's test files, run by that environment's python on its
+    installed wheel: every test passes, or is skipped naming the newer
+    release it needs."""
+    python = user_env[0]
+    tools = osp.join(osp.dirname(osp.dirname(python)), 'test-tools')
+    env = dict(
+        user_run_env(python),
+        PYTHONPATH=tools,
+        TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
+    res = subprocess.run(
+        # -P: the checkout's wrs_mm must not shadow the installed wheel
+        [
+            python, '-P', '-m', 'pytest', '-q', '-rs', '-p',
+            'no:cacheprovider', *PLUGIN_TESTS
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3000)
+    out = res.stdout
+    assert res.returncode == 0, out[-6000:]
+    summary = out.strip().splitlines()[-1]
+    passed = re.search(r'(\d+) passed', summary)
+    assert passed and int(passed.group(1)) >= 120, summary  # 126 measured
+    skips = [ln for ln in out.splitlines() if ln.startswith('SKIPPED')]
+    for line in skips:
+        assert ALLOWED_SKIP.search(line), line
+    installed = subprocess.run(
+        [python, '-P', '-c', 'import wrs_mm; print(wrs_mm.__file__)'],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True).stdout
+    assert 'site-packages' in installed, installed
+
+
+def installed_tool(python: str, package: str, name: str) -> str:
+    """``<package>/.mim/tools/<name>`` of the package installed for
+    ``python``."""
+    code = ('import sys; from mmengine.utils import get_installed_path; '
+            'print(get_installed_path(sys.argv[1]))')
+    path = subprocess.run([python, '-c', code, package],
+                          capture_output=True,
+                          text=True,
+                          check=True).stdout.strip()
+    tool = osp.join(path, '.mim', 'tools', name)
+    assert osp.isfile(tool), tool
+    return tool
+
+
+def train_and_resume(python, package, cfg_text, cwd, first, resumed,
+                     more) -> tuple:
+    """``package``'s own train.py on ``cfg_text`` (written in ``cwd``), then
+    resumed from its checkpoint with ``more`` cfg-options; both logs."""
+    cwd.mkdir()
+    (cwd / 'user_cfg.py').write_text(cfg_text)
+    env = user_run_env(python)
+    cmd = [
+        python,
+        installed_tool(python, package, 'train.py'), 'user_cfg.py',
+        '--work-dir', 'wd'
+    ]
+    _, log = _run(cmd, cwd, env)
+    assert (cwd / 'wd' / first).is_file()
+    _, log_resumed = _run(cmd + ['--resume', '--cfg-options', *more], cwd, env)
+    assert 'resumed' in log_resumed.lower(), log_resumed[-3000:]
+    assert (cwd / 'wd' / resumed).is_file()
+    return log, log_resumed
+
+
+def wrs_logs(log: str, log_resumed: str, rescaled: int) -> None:
+    """The start-up table, and the resume of the checkpoint's selection."""
+    m = re.search(
+        r'WeightRescaleHook: rescaling (\d+) weights .* refused '
+        r'(\d+)\n', log)
+    assert m and int(m.group(1)) == rescaled, log[-3000:]
+    assert 'parameter' in log and 'eps err' in log  # the table's header
+    assert f'resumed: rescaling the {rescaled} weights' in log_resumed
+
+
+def shifted_logs(log: str, log_resumed: str) -> int:
+    """The regularizer's start-up summary, in both runs; its weight count."""
+    found = [
+        re.search(r'eps-shifted L2 \(coupled, eps=0\.001\) on (\d+) weights',
+                  text) for text in (log, log_resumed)
+    ]
+    assert all(found), (log[-3000:], log_resumed[-3000:])
+    counts = {int(m.group(1)) for m in found}
+    assert len(counts) == 1 and counts.pop() > 0, counts
+    assert 'Param groups:' in log
+    return int(found[0].group(1))
+
+
+@in_user_env
+def test_mmdet_own_train_tool_with_wrs_and_the_shifted_regularizer(
+        user_env, tmp_path):
+    python = user_env[0]
+    log, resumed = train_and_resume(python, 'mmdet', tiny_coco(WRS_YOLO),
+                                    tmp_path / 'wrs', 'epoch_1.pth',
+                                    'epoch_2.pth', ['train_cfg.max_epochs=2'])
+    wrs_logs(log, resumed, YOLO_RESCALED)
+    _unit_norm_convs(
+        str(tmp_path / 'wrs' / 'wd' / 'epoch_2.pth'), YOLO_RESCALED)
+    # the GN+WS Faster R-CNN with the eps-shifted L2: no hook, the
+    # constructor's paramwise_cfg.shifted_reg alone
+    text = tiny_coco(WRS_FASTER_SHIFTED).replace(
+        "custom_hooks = [dict(type='WeightRescaleHook', interval=1)]",
+        'custom_hooks = []')
+    log, resumed = train_and_resume(python, 'mmdet', text,
+                                    tmp_path / 'shifted', 'epoch_1.pth',
+                                    'epoch_2.pth', ['train_cfg.max_epochs=2'])
+    assert shifted_logs(log, resumed) >= 50  # the WS convs of the R-50
+
+
+@in_user_env
+def test_mmseg_own_train_tool_with_wrs_and_the_shifted_regularizer(
+        user_env, tmp_path):
+    python = user_env[0]
+    voc = C.make_voc_from_coco(str(tmp_path / 'voc'), 2, 2, size=64)
+    log, resumed = train_and_resume(python, 'mmseg',
+                                    tiny_voc(WRS_DEEPLAB, voc),
+                                    tmp_path / 'wrs', 'iter_2.pth',
+                                    'iter_4.pth', ['train_cfg.max_iters=4'])
+    from test_packaging import DEEPLAB_RESCALED
+    wrs_logs(log, resumed, DEEPLAB_RESCALED)
+    # a user's shifted-L2 DeepLabv3: the BN convs under (||w|| - eps)^2
+    wd = WRS_DEEPLAB.replace('adamw-wrs-tau10', 'adamw-wd')
+    text = tiny_voc(wd, voc).replace(
+        "custom_hooks = [dict(type='WeightRescaleHook', interval=1)]",
+        "custom_hooks = []\n"
+        "optim_wrapper = dict(constructor='WRSOptimWrapperConstructor', "
+        "paramwise_cfg=dict(shifted_reg=dict(eps=1e-3, p=2, "
+        "mode='coupled')))")
+    log, resumed = train_and_resume(python, 'mmseg', text,
+                                    tmp_path / 'shifted', 'iter_2.pth',
+                                    'iter_4.pth', ['train_cfg.max_iters=4'])
+    # every conv WRS rescales, and the one it refuses for its BN eps error
+    # (WeightRescaleHook.max_invariance_error; the regularizer has no limit)
+    assert shifted_logs(log, resumed) == DEEPLAB_RESCALED + 1
+
+
+def cifar_resnet18(cifar_list: str, extra: str) -> str:
+    """A user's mmpretrain config: mmpretrain's own CIFAR-10 ResNet-18, read
+    from the shipped CIFAR-10 subset by mmpretrain's ``CustomDataset`` (the
+    images as JPEG class folders), 20 images, batch 10, one epoch."""
+    cifar = osp.join(data_root(), 'cifar10_subset')
+    return f"""_base_ = 'mmpretrain::resnet/resnet18_8xb16_cifar10.py'
+custom_imports = dict(imports=['wrs_mm'], allow_failed_imports=False)
+train_dataloader = dict(
+    batch_size=10,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        _delete_=True,
+        type='CustomDataset',
+        data_root='{cifar}',
+        data_prefix='train',
+        ann_file='{cifar_list}',
+        pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='RandomCrop', crop_size=32, padding=4),
+            dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+            dict(type='PackInputs')
+        ]))
+val_dataloader = val_cfg = val_evaluator = None
+test_dataloader = test_cfg = test_evaluator = None
+train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=100)
+param_scheduler = []
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
+randomness = dict(seed=0)
+{extra}
+"""
+
+
+@in_user_env
+def test_mmpretrain_own_train_tool_with_wrs_and_the_shifted_regularizer(
+        user_env, tmp_path):
+    python = user_env[0]
+    classes = sorted(
+        os.listdir(osp.join(data_root(), 'cifar10_subset', 'train')))
+    listing = tmp_path / 'train.txt'
+    listing.write_text(''.join(f'{c}/{i:04d}.jpg {k}\n'
+                               for k, c in enumerate(classes)
+                               for i in range(2)))
+    wrs = ("optim_wrapper = dict(constructor='WRSOptimWrapperConstructor')\n"
+           "custom_hooks = [dict(type='WeightRescaleHook', interval=1)]")
+    log, resumed = train_and_resume(python, 'mmpretrain',
+                                    cifar_resnet18(str(listing), wrs),
+                                    tmp_path / 'wrs', 'epoch_1.pth',
+                                    'epoch_2.pth', ['train_cfg.max_epochs=2'])
+    # every conv of the ResNet-18 (1 stem + 16 in blocks + 3 downsamples)
+    wrs_logs(log, resumed, 20)
+    _unit_norm_convs(str(tmp_path / 'wrs' / 'wd' / 'epoch_2.pth'), 20)
+    shifted = ("optim_wrapper = dict(constructor='WRSOptimWrapperConstructor',"
+               " paramwise_cfg=dict(shifted_reg=dict(eps=1e-3, p=2, "
+               "mode='coupled')))")
+    log, resumed = train_and_resume(python, 'mmpretrain',
+                                    cifar_resnet18(str(listing), shifted),
+                                    tmp_path / 'shifted', 'epoch_1.pth',
+                                    'epoch_2.pth', ['train_cfg.max_epochs=2'])
+    assert shifted_logs(log, resumed) == 20
