@@ -190,18 +190,20 @@ def test_core_api_with_torch_compile_in_a_plain_loop():
     assert graphs[1:] == [graphs[1]] * 7, graphs  # compiled once, then reused
 
 
-@pytest.mark.parametrize('feature', ['wrs', 'shifted'])
+@pytest.mark.parametrize('feature', ['wrs', 'shifted', 'norm'])
 def test_compile_on_an_older_torch_is_refused_before_the_first_step(
         tmp_path, feature):
     """On torch < 2.4 (the reference user environment's 2.1) every wrs_mm
-    feature refuses ``compile=True`` at the first forward, before any
-    optimizer step, naming the torch release it needs; on a newer torch the
-    same run trains."""
+    feature refuses ``compile=True`` before any optimizer step (the hooks
+    before the run, the shifted regularizer at the first forward), naming
+    the torch release it needs; on a newer torch the same run trains."""
+    hooks = dict(
+        wrs=dict(type='WeightRescaleHook', interval=1),
+        norm=dict(type='NormDynamicsHook', interval=1))
     cfg = toy.runner_cfg(
         tmp_path,
         2,
-        hook=dict(type='WeightRescaleHook', interval=1)
-        if feature == 'wrs' else None,
+        hook=hooks.get(feature),
         optim=dict(
             optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
             constructor='WRSOptimWrapperConstructor',
@@ -213,7 +215,10 @@ def test_compile_on_an_older_torch_is_refused_before_the_first_step(
     before = copy.deepcopy(runner.model.state_dict())
     if torch_version() >= MIN_COMPILE:
         runner.train()
-        assert runner.optim_wrapper._wrs_mm_plugin.report is not None
+        after = runner.model.state_dict()
+        assert any(not torch.equal(after[k], v) for k, v in before.items())
+        assert runner.optim_wrapper._wrs_mm_plugin.optimizer is \
+            runner.optim_wrapper.optimizer
         return
     with pytest.raises(RuntimeError) as e:
         runner.train()

@@ -9,7 +9,8 @@ from mmengine.registry import HOOKS
 from ..core.diagnostics import StepProbe
 from .config_checks import check_resume_loadable
 from .param_groups import group_index
-from .plugin import NORM_DYNAMICS, WRSPlugin, check_unsharded, unwrap
+from .plugin import (NORM_DYNAMICS, WRSPlugin, check_compile, check_unsharded,
+                     unwrap)
 from .selection import check_patterns_match, compile_patterns, selected
 
 
@@ -68,6 +69,7 @@ class NormDynamicsHook(Hook):
 
     def before_run(self, runner) -> None:
         check_unsharded(runner.model)
+        check_compile(runner)
         check_resume_loadable(runner, 'NormDynamicsHook')
         named = [(n, p) for n, p in unwrap(runner.model).named_parameters()
                  if p.requires_grad and p.dim() >= 2]

@@ -115,6 +115,22 @@ def _composable_apis(module: nn.Module) -> dict:
     return _get_registry(module) or {}
 
 
+#: what :func:`check_compile` and the first-forward analysis name on a
+#: torch older than :data:`~wrs_mm.core.compat.MIN_COMPILE`
+COMPILE_REFUSAL = ("wrs_mm under torch.compile (mmengine's compile=True)",
+                   "torch 2.1's dynamo fails on mmengine's compiled "
+                   'train_step, with or without wrs_mm; train without '
+                   'compile')
+
+
+def check_compile(runner) -> None:
+    """Refuse mmengine's ``compile=True`` before the run on a torch that
+    wrs_mm does not train compiled under (the hooks call it; every feature
+    also checks at the first forward)."""
+    if runner.cfg.get('compile'):
+        require_torch(MIN_COMPILE, *COMPILE_REFUSAL)
+
+
 def refuse_sharding(what: str) -> None:
     """Raise the ``RuntimeError`` for a sharding strategy ``what``."""
     raise RuntimeError(
@@ -217,10 +233,7 @@ class WRSPlugin:
         restored)."""
         if self.report is not None or self._analysing or not model.training:
             return
-        require_torch(
-            MIN_COMPILE, "wrs_mm under torch.compile (mmengine's "
-            'compile=True)', "torch 2.1's dynamo fails on mmengine's compiled "
-            'train_step, with or without wrs_mm; train without compile')
+        require_torch(MIN_COMPILE, *COMPILE_REFUSAL)
         self._analysing = True
         rng = get_rng_states()
         try:

@@ -14,7 +14,8 @@ from ..core.rescale import (BACKENDS, CHECKS, check_choice, check_target_norm,
                             rescale_optimizer_state)
 from .config_checks import check_resume_loadable, dropped_base_hooks
 from .param_groups import ROLE_WRS, claim_groups, groups_summary
-from .plugin import WEIGHT_RESCALE, WRSPlugin, check_unsharded, unwrap
+from .plugin import (WEIGHT_RESCALE, WRSPlugin, check_compile, check_unsharded,
+                     unwrap)
 from .selection import check_patterns_match, compile_patterns, select
 
 GRANULARITIES = ('auto', 'channel', 'tensor')
@@ -167,6 +168,7 @@ class WeightRescaleHook(Hook):
 
     def before_run(self, runner) -> None:
         check_unsharded(runner.model)
+        check_compile(runner)
         check_resume_loadable(runner, 'WeightRescaleHook')
         names = [n for n, _ in unwrap(runner.model).named_parameters()]
         check_patterns_match(self.include, self.exclude, names,
