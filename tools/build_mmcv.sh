@@ -23,6 +23,8 @@ export MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)}
 echo "building mmcv 2.1.0 with ops (MAX_JOBS=$MAX_JOBS; about 11 minutes on 2 cores) into $WHEELS"
 mkdir -p "$WHEELS"
 start=$(date +%s)
+# --no-cache-dir: pip's own wheel cache would hand back a wheel built earlier
+# against another torch (the main environment's), whose ops do not load here
 "$PY" -m pip -q --disable-pip-version-check wheel --no-build-isolation \
-  --no-deps -w "$WHEELS" mmcv==2.1.0
+  --no-deps --no-cache-dir -w "$WHEELS" mmcv==2.1.0
 echo "mmcv built in $(( $(date +%s) - start )) s"
