@@ -8,6 +8,8 @@ from mmengine.config import Config
 from mmengine.runner import checkpoint as mm_checkpoint
 from mmengine.runner import find_latest_checkpoint
 
+from ..core.compat import torch_version
+
 WEIGHTS_ONLY_VAR = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
 
 
@@ -27,8 +29,7 @@ def check_resume_loadable(runner, owner: str) -> None:
     if os.environ.get(WEIGHTS_ONLY_VAR,
                       '0').lower() in ('1', 'y', 'yes', 'true'):
         return
-    major, minor = (int(x) for x in torch.__version__.split('.')[:2])
-    if (major, minor) < (2, 6) or 'weights_only' in inspect.getsource(
+    if torch_version() < (2, 6) or 'weights_only' in inspect.getsource(
             mm_checkpoint.load_from_local):
         return
     path = runner._load_from or find_latest_checkpoint(runner.work_dir)
