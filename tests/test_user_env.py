@@ -11,16 +11,21 @@ mmengine 0.10.7, mmdet 3.3.0, mmsegmentation 1.2.2 and mmpretrain 1.2.0
   user configs with WRS and with the shifted regularizer, log the start-up
   table, and resume from the checkpoint they wrote.
 
-The tests share the environment (wrs_mm is installed into it once), so they
-run in one pytest-xdist worker (``xdist_group``).
+The tests share one private copy of the cached environment (hard links, made
+in a second; wrs_mm is installed into it once), so they run in one
+pytest-xdist worker (``xdist_group``). The cached environment itself stays as
+made, so test runs sharing the cache (two clones, CI beside a developer)
+cannot uninstall each other's wrs_mm.
 """
 import glob
 import json
 import os
 import os.path as osp
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from test_packaging import (WRS_DEEPLAB, WRS_YOLO, YOLO_RESCALED, _run,
@@ -110,13 +115,34 @@ def test_setup_docs_and_environments_state_one_torch_range():
         compat.__doc__
 
 
+def private_copy(python: str) -> str:
+    """A copy of ``python``'s venv made of hard links, next to it (same file
+    system): its python. Installing into it leaves the cached venv as it
+    is: pip writes new files and unlinks old ones, never edits in place."""
+    venv = osp.dirname(osp.dirname(python))
+    copy = osp.join(
+        tempfile.mkdtemp(prefix='run-', dir=osp.dirname(venv)), 'venv')
+    subprocess.run(['cp', '-al', venv, copy], check=True)
+    return osp.join(copy, 'bin', osp.basename(python))
+
+
 @pytest.fixture(scope='module')
 def user_env(tmp_path_factory):
     """The environment with the wheel installed as a user installs it:
     ``(python, freeze before, after the wheel, after the wheel[mm], what
-    `pip install <checkout>[mm]` would install)``."""
-    python = user_env_python()
-    tmp = tmp_path_factory.mktemp('user_env')
+    `pip install <checkout>[mm]` would install, the cached environment's
+    python)``. The environment is this module's private copy of the cached
+    one, removed at the end."""
+    cached = user_env_python()
+    python = private_copy(cached)
+    yield install_wheel(python,
+                        tmp_path_factory.mktemp('user_env')) + (cached, )
+    shutil.rmtree(osp.dirname(osp.dirname(osp.dirname(python))))
+
+
+def install_wheel(python: str, tmp) -> tuple:
+    """Build wrs_mm's wheel, install it into ``python``'s environment as a
+    user does, and report what changed (see ``user_env``)."""
     src = copy_checkout(str(tmp / 'src'))
     _run([
         sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
@@ -126,9 +152,6 @@ def user_env(tmp_path_factory):
          cwd=tmp)
     wheel, = glob.glob(str(tmp / 'dist' / 'wrs_mm-*.whl'))
     pip = [python, '-m', 'pip', '--disable-pip-version-check']
-    # a wrs_mm left by an earlier run goes first: the environment as made
-    subprocess.run(
-        pip + ['uninstall', '-y', 'wrs_mm'], capture_output=True, check=True)
     before = freeze(python)
     _run(pip + ['install', wheel], cwd=tmp)
     after = freeze(python)
@@ -151,13 +174,15 @@ def user_env(tmp_path_factory):
 
 @in_user_env
 def test_installing_the_wheel_adds_wrs_mm_and_nothing_else(user_env):
-    python, before, after, after_mm, would = user_env
+    python, before, after, after_mm, would, cached = user_env
     added, removed = after - before, before - after
     assert {re.split(r' @ |==', a)[0] for a in added} == {'wrs_mm'}, added
     assert removed == set(), removed  # no torch, numpy, setuptools replaced
     assert after_mm == after, (after_mm - after, after - after_mm)
     assert would == ['wrs_mm'], would  # `pip install .[mm]` of a checkout
     assert any(p.startswith('torch==2.1.2') for p in after), sorted(after)
+    # ... into this run's copy: the cached environment stays as made
+    assert freeze(cached) == before, freeze(cached) ^ before
     # the installed wheel is what the user imports, from site-packages
     code = ('import wrs_mm, torch; print(wrs_mm.__file__); '
             'print(torch.__version__)')

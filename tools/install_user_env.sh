@@ -10,8 +10,12 @@
 #
 # The venv lives in $WRS_MM_CACHE (default ~/.cache/wrs_mm) under
 # user-env/, next to the mmcv wheels; it is reused while the stamp file says
-# it was made from this script's specification, else made again. wrs_mm is
-# not installed here: the tests install its wheel the way a user does.
+# it was made from this script's specification, else made again. It stays as
+# made: the tests install wrs_mm's wheel into a hard-linked copy of it (one
+# per test run, so that runs sharing the cache cannot undo each other's
+# installs), and a wrs_mm found here is removed. The script holds a lock
+# ($VENV.lock) while it checks or builds, so concurrent runs wait for one
+# build.
 # pytest goes to a folder of its own (test-tools/, on PYTHONPATH only when the
 # tests run), so the environment holds only what such a user has.
 set -euo pipefail
@@ -22,10 +26,19 @@ mmcv==2.1.0(ops) mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2
 mmpretrain==1.2.0 ftfy regex | pytest==8.3.5 pytest-xdist==3.6.1"
 VENV=${WRS_MM_USER_ENV:-$CACHE/user-env/torch-2.1.2}
 STAMP="$VENV/wrs_mm_user_env.spec"
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.lock"
+flock 9
+# the tests' private copies (run-*/) of runs that were killed
+find "$(dirname "$VENV")" -maxdepth 1 -name 'run-*' -mmin +1440 \
+  -exec rm -rf {} + 2>/dev/null || true
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$SPEC" ] &&
   "$VENV/bin/python" -c 'import mmcv.ops, mmdet, mmseg, mmpretrain' \
     2>/dev/null; then
+  # an earlier version of the tests installed wrs_mm here
+  "$VENV/bin/python" -m pip uninstall -q -y wrs_mm 2>/dev/null | grep -v \
+    'not installed' >&2 || true
   echo "$VENV/bin/python"
   exit 0
 fi
