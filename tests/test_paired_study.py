@@ -177,3 +177,60 @@ def test_launcher_dry_runs_print_the_commands(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing ran
     res = _tool(*common, '--launcher', 'slurm', ok=False)
     assert res.returncode != 0 and 'needs a partition' in res.stderr
+
+
+def test_slurm_job_script_asks_what_slurm_train_sh_asks():
+    """On a GPU partition (8 GPUs a node, 16 tasks) and a CPU one
+    (GPUS_PER_NODE=0): the sbatch resources, the resume and the done file."""
+    from wrs_mm.apis.slurm_jobs import job_script, slurm_resources
+    cmd = [
+        'bash', 'tools/slurm_train.sh', 'gpu', 'wd_seed0', 'a.py', '/wd',
+        '--cfg-options', 'randomness.seed=0'
+    ]
+    gpu = slurm_resources(16, {})
+    assert gpu == dict(
+        GPUS='16', GPUS_PER_NODE='8', TASKS_PER_NODE='8', CPUS_PER_TASK='5')
+    text = job_script(cmd, 'wd_seed0', 'gpu', gpu, '/wd/log', '/wd/done',
+                      '/wd')
+    for line in ('#SBATCH --ntasks=16', '#SBATCH --ntasks-per-node=8',
+                 '#SBATCH --cpus-per-task=5', '#SBATCH --gres=gpu:8',
+                 '#SBATCH --partition=gpu', '#SBATCH --output=/wd/log',
+                 'export GPUS_PER_NODE=8',
+                 'if [ -f /wd/last_checkpoint ]; then RESUME=--resume',
+                 'bash tools/slurm_train.sh gpu wd_seed0 a.py /wd $RESUME '
+                 '--cfg-options randomness.seed=0'):
+        assert line in text, line
+    assert text.rstrip().endswith('> /wd/done')
+    cpu = slurm_resources(2, dict(GPUS_PER_NODE='0', CPUS_PER_TASK='1'))
+    assert cpu['TASKS_PER_NODE'] == '2' and cpu['GPUS_PER_NODE'] == '0'
+    text = job_script(cmd, 'x', 'cpu', cpu, '/l', '/d', '/wd')
+    assert '--gres' not in text and '#SBATCH --ntasks-per-node=2' in text
+    # one GPU on an 8-GPU node: per-node counts capped at the run's
+    assert slurm_resources(1, {})['TASKS_PER_NODE'] == '1'
+    with pytest.raises(ValueError, match='GPUS_PER_NODE, TASKS_PER_NODE'):
+        slurm_resources(2, dict(GPUS_PER_NODE='two'))
+    with pytest.raises(ValueError, match='CPUS_PER_TASK >= 1'):
+        slurm_resources(2, dict(CPUS_PER_TASK='0'))
+
+
+def test_slurm_rendezvous_from_slurm_environment():
+    """--launcher slurm on CPU: rank, world size, local rank and port from
+    srun's variables (the master address from the node list on the
+    cluster, tests/test_slurm.py); outside srun, an error naming them."""
+    from wrs_mm.apis.launch import slurm_dist_env
+    env = dict(
+        SLURM_PROCID='3',
+        SLURM_NTASKS='4',
+        SLURM_LOCALID='1',
+        SLURM_NODELIST='node[1-2]',
+        MASTER_ADDR='node1')
+    assert slurm_dist_env(env) == dict(
+        RANK='3',
+        WORLD_SIZE='4',
+        LOCAL_RANK='1',
+        MASTER_ADDR='node1',
+        MASTER_PORT='29500')
+    assert slurm_dist_env(dict(env, MASTER_PORT='23456'))['MASTER_PORT'] == \
+        '23456'
+    with pytest.raises(RuntimeError, match=r"\['SLURM_PROCID'.*srun"):
+        slurm_dist_env({})

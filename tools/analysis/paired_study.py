@@ -6,7 +6,8 @@ collect finished work dirs), then report each arm minus the baseline with a
         [--variant NAME k=v [k=v ...]] ... [--names A B ...]
         [--baseline NAME] [--seeds 0 1 2] [--work-dir work_dirs/paired_study]
         [--launcher local|pytorch|slurm] [--jobs N] [--gpus N]
-        [--partition P] [--cfg-options k=v ...] [--collect-only] [--dry-run]
+        [--partition P] [--cfg-options k=v ...] [--collect-only] [--wait]
+        [--cancel] [--dry-run]
 
 Arms: each CONFIG (named after its file, or ``--names``), plus each
 ``--variant NAME k=v ...`` (the first CONFIG with those ``--cfg-options``).
@@ -14,9 +15,17 @@ Arms: each CONFIG (named after its file, or ``--names``), plus each
 ``--baseline`` names another. Seed ``s`` sets ``randomness.seed=s``.
 
 Launchers: ``local`` runs ``tools/train.py`` (``--jobs`` at a time);
-``pytorch`` runs ``tools/dist_train.sh CONFIG GPUS``; ``slurm`` runs
-``tools/slurm_train.sh PARTITION JOB CONFIG WORK_DIR`` with ``GPUS``. Runs
-land in ``<work-dir>/<arm>/seed<s>``; a finished run is never repeated.
+``pytorch`` runs ``tools/dist_train.sh CONFIG GPUS``; ``slurm`` submits one
+``sbatch`` job per run, which runs ``tools/slurm_train.sh PARTITION JOB CONFIG
+WORK_DIR`` with ``GPUS`` (and ``GPUS_PER_NODE``, ``TASKS_PER_NODE``,
+``CPUS_PER_TASK`` from the environment), prints the job ids, writes
+``<work-dir>/paired_study_manifest.json`` and returns; ``--wait`` blocks
+until the jobs end. Runs land in ``<work-dir>/<arm>/seed<s>``; a finished run
+is never repeated, a killed, failed or timed-out one resumes from its last
+checkpoint when the tool runs again, and a queued one is left alone.
+``--collect-only`` trains nothing: it prints each run's state (done /
+running / pending / failed / missing) and the table of what is done.
+``--cancel`` cancels the study's queued jobs.
 
 Example, the shipped YOLOv3 WD and WRS configs on COCO, 3 seeds, 8 GPUs each
 under slurm::
@@ -36,8 +45,11 @@ import argparse
 import os.path as osp
 import sys
 
-from wrs_mm.apis.paired_study import (LAUNCHERS, Arm, markdown_table,
-                                      run_study, write_report)
+from wrs_mm.apis.paired_study import (LAUNCHERS, Arm, cancel_study,
+                                      markdown_table, run_study, states_table,
+                                      write_report)
+
+QUEUED_STATES = ('pending', 'running')
 
 
 def arms_from_args(args) -> list:
@@ -89,6 +101,14 @@ def main(argv=None) -> int:
         action='store_true',
         help='train nothing; report the work dirs as they are')
     ap.add_argument(
+        '--wait',
+        action='store_true',
+        help='slurm: wait until the submitted jobs end, then report')
+    ap.add_argument(
+        '--cancel',
+        action='store_true',
+        help="slurm: cancel the study's queued jobs (scancel) and report")
+    ap.add_argument(
         '--dry-run',
         action='store_true',
         help='print the training commands and stop')
@@ -100,6 +120,9 @@ def main(argv=None) -> int:
     if baseline not in [a.name for a in arms]:
         ap.error(f'--baseline {baseline!r} is not an arm: '
                  f'{[a.name for a in arms]}')
+    if args.cancel:
+        cancelled = cancel_study(args.work_dir)
+        print(f'cancelled jobs: {cancelled}')
     study = run_study(
         arms,
         args.seeds,
@@ -110,9 +133,16 @@ def main(argv=None) -> int:
         gpus=args.gpus,
         partition=args.partition,
         tools_dir=osp.dirname(osp.dirname(osp.abspath(__file__))),
-        collect_only=args.collect_only,
-        dry_run=args.dry_run)
+        collect_only=args.collect_only or args.cancel,
+        dry_run=args.dry_run,
+        wait=args.wait)
     if args.dry_run:
+        return 0
+    print(states_table(study['states']))
+    waiting = [r for r in study['states'] if r['state'] in QUEUED_STATES]
+    if waiting and baseline not in study['curves']:
+        print(f'{len(waiting)} runs queued; collect later with the same '
+              'command and --collect-only')
         return 0
     if baseline not in study['curves']:
         print(
@@ -126,7 +156,9 @@ def main(argv=None) -> int:
         if str(s) not in summary['arms'].get(a.name, {}).get('values', {})
     ]
     if missing:
-        print(f'missing (failed or not trained): {missing}', file=sys.stderr)
+        print(
+            f'not done (failed, queued or not trained): {missing}',
+            file=sys.stderr)
     return 1 if study['failed'] else 0
 
 

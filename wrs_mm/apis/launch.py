@@ -4,6 +4,7 @@ import argparse
 import gc
 import os
 import os.path as osp
+import subprocess
 from typing import Optional
 
 import torch
@@ -116,18 +117,22 @@ def restore_checkpoint_seed(cfg: Config) -> Optional[int]:
 
 
 def setup_cpu_distributed(cfg: Config) -> None:
-    """With a launcher but no CUDA (``dist_train.sh`` on CPU machines): DDP
-    without ``device_ids`` over gloo, its process group started here from
-    torchrun's environment, so that mmengine (whose ``init_dist`` always
-    calls ``torch.cuda.set_device``) finds it started. Nothing to do with
-    CUDA or without a launcher."""
+    """With a launcher but no CUDA (``dist_train.sh`` or ``slurm_train.sh``
+    on CPU machines): DDP without ``device_ids`` over gloo, its process group
+    started here, so that mmengine (whose ``init_dist`` always calls
+    ``torch.cuda.set_device``) finds it started. ``pytorch``: from torchrun's
+    environment; ``slurm``: from Slurm's (:func:`slurm_dist_env`). Nothing to
+    do with CUDA or without a launcher; ``mpi`` needs CUDA."""
     launcher = cfg.get('launcher', 'none')
     if launcher == 'none' or torch.cuda.is_available():
         return
-    if launcher != 'pytorch':
+    if launcher not in ('pytorch', 'slurm'):
         raise RuntimeError(f'--launcher {launcher} needs CUDA; on a CPU-only '
                            'machine use --launcher pytorch (torchrun, as '
-                           'tools/dist_train.sh does)')
+                           'tools/dist_train.sh does) or --launcher slurm '
+                           '(srun, as tools/slurm_train.sh does)')
+    if launcher == 'slurm':
+        os.environ.update(slurm_dist_env(os.environ))
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg',
                                              {})['backend'] = 'gloo'
     wrapper = cfg.get('model_wrapper_cfg') or dict(
@@ -136,6 +141,38 @@ def setup_cpu_distributed(cfg: Config) -> None:
     cfg.model_wrapper_cfg = wrapper
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo', init_method='env://')
+
+
+def slurm_dist_env(environ) -> dict:
+    """The ``env://`` rendezvous variables of an ``srun`` task, as mmengine
+    sets them for ``--launcher slurm``: ``RANK`` = ``SLURM_PROCID``,
+    ``WORLD_SIZE`` = ``SLURM_NTASKS``, ``LOCAL_RANK`` = ``SLURM_LOCALID``,
+    ``MASTER_ADDR`` the first host of ``SLURM_NODELIST`` (``scontrol show
+    hostnames``) and ``MASTER_PORT`` 29500; a ``MASTER_ADDR`` or
+    ``MASTER_PORT`` already set is kept."""
+    missing = [
+        k for k in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_LOCALID',
+                    'SLURM_NODELIST') if k not in environ
+    ]
+    if missing:
+        raise RuntimeError(f'--launcher slurm: {missing} not set; start the '
+                           'tool with srun (tools/slurm_train.sh) or use '
+                           '--launcher pytorch / none')
+    out = dict(
+        RANK=environ['SLURM_PROCID'],
+        WORLD_SIZE=environ['SLURM_NTASKS'],
+        LOCAL_RANK=environ['SLURM_LOCALID'],
+        MASTER_PORT=environ.get('MASTER_PORT', '29500'))
+    if 'MASTER_ADDR' in environ:
+        out['MASTER_ADDR'] = environ['MASTER_ADDR']
+    else:
+        hosts = subprocess.run(
+            ['scontrol', 'show', 'hostnames', environ['SLURM_NODELIST']],
+            capture_output=True,
+            text=True,
+            check=True).stdout.split()
+        out['MASTER_ADDR'] = hosts[0]
+    return out
 
 
 def allow_full_checkpoint_load() -> None:

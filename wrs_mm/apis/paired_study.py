@@ -14,13 +14,26 @@ dirs trained elsewhere (``collect_only``: any work dir whose
 
 Launchers: ``'local'`` (``python tools/train.py``, ``jobs`` at a time),
 ``'pytorch'`` (``tools/dist_train.sh CONFIG GPUS``, a distinct ``PORT`` per
-concurrent run) and ``'slurm'`` (``tools/slurm_train.sh PARTITION JOB CONFIG
-WORK_DIR`` with ``GPUS``). ``dry_run`` prints the commands and runs nothing.
+concurrent run) and ``'slurm'``: each run is submitted with ``sbatch`` as a
+job that runs ``tools/slurm_train.sh PARTITION JOB CONFIG WORK_DIR`` with
+``GPUS`` (:mod:`.slurm_jobs`), and the call returns at once (or, with
+``wait``, when the jobs have left the queue). The job ids go to
+``<work_dir>/paired_study_manifest.json``; a run still queued is not
+submitted again. A run that was killed, failed or timed out is trained again
+from its last checkpoint (``--resume``), with every launcher. ``dry_run``
+prints the commands and runs nothing.
+
+Each run has a state (:func:`run_states`): ``done`` (its done file),
+``running`` / ``pending`` (its job in the queue), ``failed`` (started, not
+done, not queued) or ``missing`` (never started). Only runs that are done,
+or work dirs this module did not start (``collect_only`` on runs trained
+elsewhere), enter the comparison.
 """
 import json
 import os
 import os.path as osp
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,8 +42,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
+from . import slurm_jobs
+
 LAUNCHERS = ('local', 'pytorch', 'slurm')
 DONE_FILE = 'paired_study_run.json'
+LOG_FILE = 'paired_study_train.log'
+MANIFEST = 'paired_study_manifest.json'
 
 
 @dataclass
@@ -61,9 +78,14 @@ def train_command(arm: Arm,
                   tools_dir: str,
                   launcher: str = 'local',
                   gpus: int = 1,
-                  partition: Optional[str] = None) -> List[str]:
-    """The command line that trains ``arm`` on ``seed`` into ``work_dir``."""
-    options = ['--cfg-options', f'randomness.seed={seed}', *arm.cfg_options]
+                  partition: Optional[str] = None,
+                  resume: bool = False) -> List[str]:
+    """The command line that trains ``arm`` on ``seed`` into ``work_dir``;
+    ``resume``: from the work dir's last checkpoint."""
+    options = [
+        *(['--resume'] if resume else []), '--cfg-options',
+        f'randomness.seed={seed}', *arm.cfg_options
+    ]
     if launcher == 'local':
         return [
             sys.executable,
@@ -90,21 +112,25 @@ def train_command(arm: Arm,
 
 
 def read_curve(work_dir: str, metric: str) -> List[List[float]]:
-    """``[[step, value], ...]`` of ``metric`` in the newest run of an mmengine
-    work dir (``<timestamp>/vis_data/scalars.json``); [] when absent."""
+    """``[[step, value], ...]`` of ``metric`` in an mmengine work dir
+    (``<timestamp>/vis_data/scalars.json`` of each start of the run, oldest
+    first: a resumed start's values replace those of the steps it
+    repeats); [] when absent."""
     if not osp.isdir(work_dir):
         return []
     stamps = sorted(
         d for d in os.listdir(work_dir)
         if osp.isfile(osp.join(work_dir, d, 'vis_data', 'scalars.json')))
-    if not stamps:
-        return []
-    curve = []
-    with open(osp.join(work_dir, stamps[-1], 'vis_data', 'scalars.json')) as f:
-        for line in f:
-            rec = json.loads(line)
-            if metric in rec:
-                curve.append([rec.get('step', len(curve)), rec[metric]])
+    curve: List[List[float]] = []
+    for stamp in stamps:
+        part = []
+        with open(osp.join(work_dir, stamp, 'vis_data', 'scalars.json')) as f:
+            for line in f:
+                rec = json.loads(line)
+                if metric in rec:
+                    part.append([rec.get('step', len(part)), rec[metric]])
+        if part:
+            curve = [c for c in curve if c[0] < part[0][0]] + part
     return curve
 
 
@@ -119,11 +145,13 @@ def run_study(arms: Sequence[Arm],
               tools_dir: Optional[str] = None,
               collect_only: bool = False,
               dry_run: bool = False,
+              wait: bool = False,
               env: Optional[dict] = None,
               log: Callable[[str], None] = print) -> dict:
-    """Train what is not yet trained (unless ``collect_only``) and return
-    ``{'curves': {arm: {seed: curve}}, 'failed': [...], 'commands': [...]}``
-    (``curves`` without the runs that failed or hold no ``metric``)."""
+    """Train (or submit) what is not done, unless ``collect_only``; return
+    ``{'curves': {arm: {seed: curve}}, 'failed': [...], 'commands': [...],
+    'states': [...]}`` (``curves`` of the runs that count, see the module
+    docstring; ``states`` as :func:`run_states`)."""
     if launcher not in LAUNCHERS:
         raise ValueError(f'paired study: launcher must be one of '
                          f'{LAUNCHERS}, got {launcher!r}')
@@ -136,56 +164,202 @@ def run_study(arms: Sequence[Arm],
     if tools_dir is None:
         from ..testing import repo_root
         tools_dir = osp.join(repo_root(), 'tools')
-    todo, commands = [], []
-    for arm in arms:
-        for s in seeds:
-            wd = osp.abspath(run_dir(work_dir, arm.name, s))
-            cmd = train_command(arm, s, wd, tools_dir, launcher, gpus,
-                                partition)
-            commands.append(shlex.join(cmd))
-            if not collect_only and not osp.isfile(osp.join(wd, DONE_FILE)):
-                todo.append((arm, s, wd, cmd))
+    runs = [(arm, s, osp.abspath(run_dir(work_dir, arm.name, s)))
+            for arm in arms for s in seeds]
+    commands = [
+        shlex.join(
+            train_command(arm, s, wd, tools_dir, launcher, gpus, partition))
+        for arm, s, wd in runs
+    ]
     if dry_run:
         for c in commands:
             log(c)
-        return dict(curves={}, failed=[], commands=commands)
+        return dict(curves={}, failed=[], commands=commands, states=[])
+    run_env = dict(os.environ, **(env or {}))
+    todo = [] if collect_only else [
+        r for r in runs if not osp.isfile(osp.join(r[2], DONE_FILE))
+    ]
+    failed = []
+    if launcher == 'slurm':
+        submit_slurm(todo, work_dir, tools_dir, gpus, partition, run_env, log)
+        if wait:
+            wait_for_jobs(work_dir, run_env)
+    else:
+        failed = train_here(todo, launcher, jobs, gpus, tools_dir, metric,
+                            run_env, log)
+    states = run_states(runs, work_dir, run_env)
+    if launcher == 'slurm' or collect_only:
+        failed = [
+            dict(arm=r['arm'], seed=r['seed'], log=r['log']) for r in states
+            if r['state'] == 'failed'
+        ]
+    counted = {(r['arm'], r['seed'])
+               for r in states if r['state'] in ('done', 'foreign')}
+    curves: Dict[str, Dict[int, list]] = {}
+    for arm, s, wd in runs:
+        c = read_curve(wd, metric) if (arm.name, s) in counted else []
+        if c:
+            curves.setdefault(arm.name, {})[s] = c
+    return dict(curves=curves, failed=failed, commands=commands, states=states)
 
+
+def train_here(todo, launcher: str, jobs: int, gpus: int, tools_dir: str,
+               metric: str, run_env: dict, log: Callable) -> List[dict]:
+    """Train ``todo`` (``(arm, seed, work dir)``) with the local or pytorch
+    launcher, ``jobs`` at a time, each resumed from its last checkpoint if it
+    has one; the runs that failed."""
     failed = []
 
     def train(job) -> None:
-        i, (arm, s, wd, cmd) = job
+        i, (arm, s, wd) = job
         os.makedirs(wd, exist_ok=True)
-        run_env = dict(os.environ, **(env or {}))
+        resume = osp.isfile(osp.join(wd, 'last_checkpoint'))
+        cmd = train_command(arm, s, wd, tools_dir, launcher, gpus, None,
+                            resume)
+        env = dict(run_env)
         if launcher == 'pytorch':
-            run_env['PORT'] = str(29500 + i % max(jobs, 1))
-        if launcher == 'slurm':
-            run_env['GPUS'] = str(gpus)
+            env['PORT'] = str(29500 + i % max(jobs, 1))
         t0 = time.time()
-        with open(osp.join(wd, 'paired_study_train.log'), 'w') as out:
+        with open(osp.join(wd, LOG_FILE), 'a') as out:
             rc = subprocess.run(
-                cmd, env=run_env, stdout=out,
-                stderr=subprocess.STDOUT).returncode
+                cmd, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
         secs = time.time() - t0
         if rc:
             failed.append(dict(arm=arm.name, seed=s, returncode=rc))
             log(f'{arm.name} seed {s}: FAILED (exit {rc}), see '
-                f'{wd}/paired_study_train.log')
+                f'{wd}/{LOG_FILE}')
             return
         with open(osp.join(wd, DONE_FILE), 'w') as f:
             json.dump(dict(command=cmd, seconds=secs), f)
         last = read_curve(wd, metric)
         log(f'{arm.name} seed {s}: {metric} '
-            f"{last[-1][1] if last else 'missing'} ({secs:.0f} s)")
+            f"{last[-1][1] if last else 'missing'} ({secs:.0f} s)"
+            f"{' (resumed)' if resume else ''}")
 
     with ThreadPoolExecutor(max(jobs, 1)) as pool:
         list(pool.map(train, enumerate(todo)))
-    curves: Dict[str, Dict[int, list]] = {}
-    for arm in arms:
-        for s in seeds:
-            c = read_curve(run_dir(work_dir, arm.name, s), metric)
-            if c:
-                curves.setdefault(arm.name, {})[s] = c
-    return dict(curves=curves, failed=failed, commands=commands)
+    return failed
+
+
+def read_manifest(work_dir: str) -> Dict[str, dict]:
+    """``{'<arm>/seed<s>': entry}`` of the study's submitted jobs."""
+    path = osp.join(work_dir, MANIFEST)
+    if not osp.isfile(path):
+        return {}
+    with open(path) as f:
+        return {f"{r['arm']}/seed{r['seed']}": r for r in json.load(f)}
+
+
+def submit_slurm(todo, work_dir: str, tools_dir: str, gpus: int,
+                 partition: Optional[str], run_env: dict,
+                 log: Callable) -> None:
+    """``sbatch`` each run of ``todo`` whose last job is not queued; record
+    the job ids in the manifest (arm, seed, job ids, command, script, log)."""
+    if not partition:
+        raise ValueError('paired study: launcher "slurm" needs a partition '
+                         '(--partition)')
+    resources = slurm_jobs.slurm_resources(gpus, run_env)
+    manifest = read_manifest(work_dir)
+    queued = slurm_jobs.queued_jobs(run_env) if todo else {}
+    for arm, s, wd in todo:
+        entry = manifest.get(f'{arm.name}/seed{s}')
+        if entry and entry['job_ids'][-1] in queued:
+            log(f"{arm.name} seed {s}: job {entry['job_ids'][-1]} "
+                f"{queued[entry['job_ids'][-1]]}")
+            continue
+        os.makedirs(wd, exist_ok=True)
+        cmd = train_command(arm, s, wd, tools_dir, 'slurm', gpus, partition)
+        script = osp.join(wd, 'paired_study_job.sh')
+        with open(script, 'w') as f:
+            f.write(
+                slurm_jobs.job_script(cmd, f'{arm.name}_seed{s}', partition,
+                                      resources, osp.join(wd, LOG_FILE),
+                                      osp.join(wd, DONE_FILE), wd))
+        job = slurm_jobs.sbatch(script, run_env)
+        resumed = osp.isfile(osp.join(wd, 'last_checkpoint'))
+        entry = entry or dict(
+            arm=arm.name,
+            seed=s,
+            job_ids=[],
+            command=shlex.join(cmd),
+            script=script,
+            log=osp.join(wd, LOG_FILE))
+        entry['job_ids'].append(job)
+        manifest[f'{arm.name}/seed{s}'] = entry
+        log(f'{arm.name} seed {s}: submitted job {job}'
+            f"{' (resumes from its last checkpoint)' if resumed else ''}")
+        os.makedirs(work_dir, exist_ok=True)
+        with open(osp.join(work_dir, MANIFEST), 'w') as f:
+            json.dump(list(manifest.values()), f, indent=1)
+
+
+def wait_for_jobs(work_dir: str, run_env: dict, poll: float = 5.) -> None:
+    """Until no job of the study's manifest is queued."""
+    ids = {e['job_ids'][-1] for e in read_manifest(work_dir).values()}
+    while ids & set(slurm_jobs.queued_jobs(run_env)):
+        time.sleep(poll)
+
+
+def run_states(runs, work_dir: str, run_env: Optional[dict] = None) -> list:
+    """Per run ``(arm, seed, work dir)``: ``dict(arm, seed, state, detail,
+    job, log)``, the state one of ``done``, ``running``, ``pending``,
+    ``failed`` (``detail``: how its job ended, when Slurm still knows),
+    ``missing`` (never started), ``unknown`` (submitted, but no ``squeue``
+    here) or ``foreign`` (a work dir with results that this module did not
+    start: counted as done)."""
+    manifest = read_manifest(work_dir)
+    squeue = manifest and shutil.which(
+        'squeue', path=(run_env or os.environ).get('PATH'))
+    queued = slurm_jobs.queued_jobs(run_env) if squeue else {}
+    out = []
+    for arm, s, wd in runs:
+        entry = manifest.get(f'{arm.name}/seed{s}')
+        job = entry['job_ids'][-1] if entry else None
+        started = entry or osp.isfile(osp.join(wd, LOG_FILE))
+        if osp.isfile(osp.join(wd, DONE_FILE)):
+            state = 'done'
+        elif job in queued:
+            state = queued[job]
+        elif job and not squeue:
+            state = 'unknown (submitted; no squeue on this machine)'
+        elif started:
+            ended = slurm_jobs.ended_state(job, run_env) if job else None
+            state = f'failed ({ended})' if ended else 'failed'
+        elif osp.isdir(wd) and read_curve(wd, 'step'):
+            state = 'foreign'
+        else:
+            state = 'missing'
+        out.append(
+            dict(
+                arm=arm.name,
+                seed=s,
+                state=state.split(' ')[0],
+                detail=state,
+                job=job,
+                log=osp.join(wd, LOG_FILE)))
+    return out
+
+
+def states_table(states: list) -> str:
+    """:func:`run_states` as a markdown table: arm, seed, state, job, log."""
+    rows = ['| arm | seed | state | job | log |', '|---|---|---|---|---|']
+    rows += [
+        f"| {r['arm']} | {r['seed']} | {r['detail']} | {r['job'] or '-'} | "
+        f"{r['log'] if r['state'] in ('failed', 'running') else '-'} |"
+        for r in states
+    ]
+    return '\n'.join(rows)
+
+
+def cancel_study(work_dir: str, env: Optional[dict] = None) -> List[str]:
+    """``scancel`` the study's jobs that are still queued; their ids."""
+    queued = slurm_jobs.queued_jobs(env)
+    jobs = [
+        e['job_ids'][-1] for e in read_manifest(work_dir).values()
+        if e['job_ids'][-1] in queued
+    ]
+    slurm_jobs.cancel(jobs, env)
+    return jobs
 
 
 def paired_difference(values: Dict[int, float], baseline: Dict[int,

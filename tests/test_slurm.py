@@ -1,0 +1,266 @@
+"""The Slurm and multi-node paths on a real scheduler: a single-node Slurm
+cluster started for this module (``wrs_mm.testing.slurm``; slurm-wlm and
+munge installed with apt when missing), CPU tasks on gloo.
+
+* ``tools/slurm_train.sh`` with ``GPUS_PER_NODE=0`` trains 2 tasks, whose
+  ranks end bitwise equal; ``tools/slurm_test.sh`` evaluates the checkpoint
+  to the metric of a single-process ``tools/test.py``;
+* ``tools/dist_train.sh`` on two "nodes" (``NNODES=2``, ``NODE_RANK`` 0 and
+  1, one process each) ends bitwise equal to the single-node 2-task run;
+* the paired study submits its runs with ``sbatch`` and returns; a run
+  cancelled after its first checkpoint is resubmitted with ``--resume`` by
+  the next call; the collected table equals the ``--launcher local`` study's,
+  bitwise, and so do the final weights of the resumed run.
+
+The tests share the cluster, so they run in one pytest-xdist worker.
+"""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from wrs_mm.apis.paired_study import read_curve
+from wrs_mm.testing import repo_root
+from wrs_mm.testing import small_scale as C
+from wrs_mm.testing.slurm import LocalSlurm, install_slurm
+import toy
+
+ROOT = repo_root()
+HERE = osp.dirname(osp.abspath(__file__))
+CLS = osp.join(ROOT, 'configs', 'classification')
+WRS_CFG = osp.join(CLS, 'vgg16-bn_adamw-wrs-tau40_1xb100-100e_cifar10.py')
+SHIFTED_CFG = osp.join(CLS,
+                       'vgg16-ws-bn_sgdm-shifted-l2_1xb100-200e_cifar10.py')
+METRIC = 'accuracy/top1'
+
+
+def on_cluster(test):
+    return pytest.mark.heavy(pytest.mark.xdist_group('slurm')(test))
+
+
+@pytest.fixture(scope='module')
+def slurm():
+    reason = install_slurm()
+    if reason:
+        pytest.skip(reason)
+    cluster = LocalSlurm().start()
+    yield cluster
+    cluster.stop()
+
+
+def shrunk(src: str, path, epochs: int = 2) -> str:
+    """``src`` on 100 CIFAR-10 training images (batch 25) and 50 test
+    images, VGG widths / 16, ``epochs`` epochs with a checkpoint and a
+    validation each, WRS every step, every rank's final weights saved."""
+    cfg = Config.fromfile(src)
+    C.shrink_cls(
+        cfg,
+        osp.dirname(path),
+        images=(100, 50),
+        epochs=epochs,
+        batch_size=25,
+        width=0.0625)
+    for hook in cfg.get('custom_hooks', []):
+        hook['interval'] = 1
+    cfg.custom_hooks = cfg.get('custom_hooks',
+                               []) + [dict(type='RankStateHook')]
+    cfg.custom_imports = dict(
+        imports=['wrs_mm', 'rank_state_hook'], allow_failed_imports=False)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    cfg.train_cfg.val_interval = 1
+    cfg.dump(str(path))
+    return str(path)
+
+
+def tool_env(slurm, **more) -> dict:
+    """A user's shell on the cluster: this environment's python first on
+    PATH, this folder importable (the rank hook), one thread per task."""
+    env = dict(
+        slurm.env,
+        PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
+        PYTHONPATH=HERE,
+        OMP_NUM_THREADS='1',
+        CUDA_VISIBLE_DEVICES='',
+        TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1',
+        **more)
+    env.pop('PYTEST_XDIST_WORKER', None)
+    return env
+
+
+def run(cmd, env, cwd=ROOT, timeout=900, returncode=0) -> str:
+    res = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    out = res.stdout + res.stderr
+    assert res.returncode == returncode, out[-5000:]
+    return out
+
+
+def weights(path) -> dict:
+    return torch.load(
+        path, map_location='cpu', weights_only=False)['state_dict']
+
+
+def assert_equal_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def last_metric(work_dir, metric=METRIC) -> float:
+    """The last value of ``metric`` in the newest log of ``work_dir``."""
+    stamp = sorted(
+        d for d in os.listdir(work_dir)
+        if osp.isfile(osp.join(work_dir, d, 'vis_data', 'scalars.json')))[-1]
+    with open(osp.join(work_dir, stamp, 'vis_data', 'scalars.json')) as f:
+        return [json.loads(x)[metric] for x in f if metric in x][-1]
+
+
+@on_cluster
+def test_slurm_scripts_and_two_node_launch_on_cpu(slurm, tmp_path):
+    cfg = shrunk(WRS_CFG, tmp_path / 'wrs.py')
+    wd = tmp_path / 'slurm'
+    env = tool_env(
+        slurm,
+        GPUS='2',
+        GPUS_PER_NODE='0',
+        CPUS_PER_TASK='1',
+        MASTER_PORT=str(toy.free_port()))
+    out = run([
+        'bash', 'tools/slurm_train.sh', slurm.partition, 'wrs_cpu', cfg,
+        str(wd)
+    ], env)
+    assert '--gres' not in out and '--ntasks-per-node=2' in out  # set -x
+    toy.load_identical_ranks(wd)
+    log = open(next(wd.glob('*/*.log'))).read()
+    assert 'Distributed training: True' in log and 'GPU number: 2' in log
+    assert 'WeightRescaleHook: rescaling 13 weights' in log
+    # slurm_test.sh on 2 tasks: the metric of a single-process test.py
+    ckpt = str(wd / 'epoch_2.pth')
+    env['MASTER_PORT'] = str(toy.free_port())
+    out = run([
+        'bash', 'tools/slurm_test.sh', slurm.partition, 'wrs_test', cfg, ckpt,
+        '--work-dir',
+        str(tmp_path / 'test2')
+    ], env)
+    single = tool_env(slurm)
+    run([
+        sys.executable, 'tools/test.py', cfg, ckpt, '--work-dir',
+        str(tmp_path / 'test1')
+    ], single)
+    two, one = (
+        json.load(open(next((tmp_path / d).glob('*/*.json'))))
+        for d in ('test2', 'test1'))
+    assert two[METRIC] == one[METRIC], (two, one)
+    assert 'GPU number: 2' in open(next(
+        (tmp_path / 'test2').glob('*/*.log'))).read()
+
+    # dist_train.sh on two nodes of one process each (NODE_RANK 0 and 1)
+    nodes = tmp_path / 'nodes'
+    port = str(toy.free_port())
+    procs = [
+        subprocess.Popen([
+            'bash', 'tools/dist_train.sh', cfg, '1', '--work-dir',
+            str(nodes)
+        ],
+                         cwd=ROOT,
+                         env=dict(
+                             tool_env(slurm),
+                             NNODES='2',
+                             NODE_RANK=str(rank),
+                             MASTER_ADDR='127.0.0.1',
+                             PORT=port),
+                         stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT,
+                         text=True) for rank in (0, 1)
+    ]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:]
+    toy.load_identical_ranks(nodes)
+    assert_equal_weights(weights(nodes / 'epoch_2.pth'), weights(ckpt))
+
+
+def wait_until(predicate, timeout=600, poll=0.2) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, 'timed out'
+        time.sleep(poll)
+
+
+@on_cluster
+def test_paired_study_submits_resumes_and_collects(slurm, tmp_path):
+    """2 arms (WRS, eps-shifted L2) x 2 seeds, one CPU task a run. The first
+    call submits 4 jobs and returns; wrs seed 0 is cancelled after its first
+    checkpoint; the next call resubmits only it, resumed; the table and the
+    resumed run's weights equal the local study's, bitwise."""
+    cfgs = [
+        shrunk(WRS_CFG, tmp_path / 'wrs.py', epochs=3),
+        shrunk(SHIFTED_CFG, tmp_path / 'shifted.py', epochs=3)
+    ]
+    tool = [
+        sys.executable,
+        osp.join(ROOT, 'tools', 'analysis', 'paired_study.py'), *cfgs,
+        '--names', 'wrs', 'shifted', '--metric', METRIC, '--seeds', '0', '1'
+    ]
+    env = tool_env(slurm, GPUS_PER_NODE='0', CPUS_PER_TASK='1')
+    study = tmp_path / 'slurm_study'
+    slurm_args = [
+        '--launcher', 'slurm', '--partition', slurm.partition, '--work-dir',
+        str(study)
+    ]
+    out = run(tool + slurm_args, env)
+    with open(study / 'paired_study_manifest.json') as f:
+        manifest = {(r['arm'], r['seed']): r for r in json.load(f)}
+    assert sorted(manifest) == [('shifted', 0), ('shifted', 1), ('wrs', 0),
+                                ('wrs', 1)]
+    first = manifest[('wrs', 0)]
+    assert first['log'] == str(study / 'wrs' / 'seed0' /
+                               'paired_study_train.log')
+    assert 'slurm_train.sh' in first['command'] and len(first['job_ids']) == 1
+    assert f"wrs seed 0: submitted job {first['job_ids'][0]}" in out
+    assert 'runs queued; collect later' in out  # returned, jobs not done
+
+    # cancel wrs seed 0 once its first checkpoint and validation are written
+    run0 = study / 'wrs' / 'seed0'
+    wait_until(lambda: (run0 / 'last_checkpoint').is_file() and read_curve(
+        str(run0), METRIC))
+    slurm.run('scancel', first['job_ids'][0], check=True)
+    wait_until(lambda: first['job_ids'][0] not in slurm.run(
+        'squeue', '-h', '-o', '%i').stdout.split())
+    assert not (run0 / 'paired_study_run.json').is_file()
+    assert not (run0 / 'epoch_3.pth').is_file()
+    # collected: the cancelled run failed (exit 1), the others are queued or
+    # done, the table holds only what is done
+    out = run(tool + slurm_args + ['--collect-only'], env, returncode=1)
+    assert '| wrs | 0 | failed (CANCELLED) |' in out, out
+
+    # the next call resubmits wrs seed 0 alone, resumed, and waits
+    out = run(tool + slurm_args + ['--wait'], env)
+    assert 'wrs seed 0: submitted job' in out
+    assert 'resumes from its last checkpoint' in out
+    assert out.count('submitted job') == 1, out
+    with open(study / 'paired_study_manifest.json') as f:
+        again = {(r['arm'], r['seed']): r for r in json.load(f)}
+    assert len(again[('wrs', 0)]['job_ids']) == 2
+    log = (run0 / 'paired_study_train.log').read_text()
+    assert '(resumed)' in log and 'resumed epoch: ' in log, log[-3000:]
+    assert out.count('| done |') == 4, out
+
+    local = tmp_path / 'local_study'
+    run(
+        tool +
+        ['--launcher', 'local', '--jobs', '2', '--work-dir',
+         str(local)], tool_env(slurm))
+    a, b = (
+        json.loads((d / 'paired_study.json').read_text())
+        for d in (study, local))
+    assert a['arms'] == b['arms'] and a['curves'] == b['curves']
+    assert a['arms']['shifted']['vs_baseline']['seeds'] == [0, 1]
+    assert_equal_weights(
+        weights(run0 / 'epoch_3.pth'),
+        weights(local / 'wrs' / 'seed0' / 'epoch_3.pth'))

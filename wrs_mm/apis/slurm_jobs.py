@@ -1,0 +1,140 @@
+"""Batch jobs for ``tools/slurm_train.sh``: the job script, its ``sbatch``
+submission, and the state of submitted jobs (``squeue``, ``scontrol``).
+
+A run is one job. Its script asks for the resources ``slurm_train.sh`` will
+ask for (:func:`slurm_resources`, read from the same variables: ``GPUS``,
+``GPUS_PER_NODE``, ``TASKS_PER_NODE``, ``CPUS_PER_TASK``), then runs
+``slurm_train.sh`` in the allocation: with ``--resume`` when the work dir
+holds a checkpoint (a cancelled, failed or timed-out run resumes from its
+last one), and on success writes the run's done file. Jobs sharing a node
+need distinct rendezvous ports: ``MASTER_PORT`` is derived from the job id
+unless set. The job outlives the
+shell that submitted it.
+"""
+import json
+import os
+import shlex
+import subprocess
+from typing import Dict, List, Mapping, Optional, Sequence
+
+#: squeue states of a job that has not ended, as the study reports them
+QUEUED = {
+    'PENDING': 'pending',
+    'CONFIGURING': 'pending',
+    'REQUEUED': 'pending',
+    'RESV_DEL_HOLD': 'pending',
+    'REQUEUE_HOLD': 'pending',
+    'RUNNING': 'running',
+    'COMPLETING': 'running',
+    'SUSPENDED': 'running',
+    'STOPPED': 'running',
+}
+
+
+def slurm_resources(gpus: int, environ: Mapping[str, str]) -> dict:
+    """What ``tools/slurm_train.sh`` asks for, for ``gpus`` tasks:
+    ``GPUS_PER_NODE`` (default 8) GPUs per node, as many tasks per node; with
+    ``GPUS_PER_NODE=0`` no GPU and ``TASKS_PER_NODE`` tasks per node (default
+    ``gpus``); ``CPUS_PER_TASK`` CPUs per task (default 5). Per-node counts
+    are capped at ``gpus``. Returns the variables to run the script with."""
+    try:
+        per_node = int(environ.get('GPUS_PER_NODE', 8))
+        cpus = int(environ.get('CPUS_PER_TASK', 5))
+        tasks = int(environ.get('TASKS_PER_NODE', per_node or gpus))
+    except ValueError as e:
+        raise ValueError('paired study (slurm): GPUS_PER_NODE, '
+                         'TASKS_PER_NODE and CPUS_PER_TASK must be integers; '
+                         f'{e}') from None
+    if gpus < 1 or per_node < 0 or cpus < 1 or tasks < 1:
+        raise ValueError('paired study (slurm): need --gpus >= 1, '
+                         'GPUS_PER_NODE >= 0, TASKS_PER_NODE >= 1 and '
+                         f'CPUS_PER_TASK >= 1; got {gpus}, {per_node}, '
+                         f'{tasks}, {cpus}')
+    return dict(
+        GPUS=str(gpus),
+        GPUS_PER_NODE=str(min(per_node, gpus)),
+        TASKS_PER_NODE=str(min(tasks, gpus)),
+        CPUS_PER_TASK=str(cpus))
+
+
+def job_script(command: Sequence[str], name: str, partition: str,
+               resources: Mapping[str, str], log: str, done_file: str,
+               work_dir: str) -> str:
+    """The ``sbatch`` script of one run. ``command`` is the run's
+    ``slurm_train.sh`` command line; ``--resume`` is put before its
+    ``--cfg-options`` when ``work_dir`` holds a checkpoint at the job's
+    start."""
+    cut = command.index('--cfg-options') if '--cfg-options' in command \
+        else len(command)
+    per_node = int(resources['GPUS_PER_NODE'])
+    lines = [
+        '#!/usr/bin/env bash', f'#SBATCH --job-name={name}',
+        f'#SBATCH --partition={partition}',
+        f"#SBATCH --ntasks={resources['GPUS']}",
+        f"#SBATCH --ntasks-per-node={resources['TASKS_PER_NODE']}",
+        f"#SBATCH --cpus-per-task={resources['CPUS_PER_TASK']}",
+        f'#SBATCH --output={log}', '#SBATCH --open-mode=append'
+    ]
+    if per_node:
+        lines.append(f'#SBATCH --gres=gpu:{per_node}')
+    lines += [
+        *(f'export {k}={v}' for k, v in resources.items()),
+        # runs of a study share nodes: a rendezvous port of their own
+        'export MASTER_PORT=${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}',
+        f'if [ -f {shlex.quote(os.path.join(work_dir, "last_checkpoint"))} ]; '
+        'then RESUME=--resume; else RESUME=; fi',
+        'echo "paired study: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST '
+        '${RESUME:+(resumed)}"',
+        'START=$SECONDS',
+        f'{shlex.join(command[:cut])} $RESUME {shlex.join(command[cut:])}',
+        'RC=$?',
+        '[ $RC -ne 0 ] && exit $RC',
+        'printf \'{"command": %s, "seconds": %d, "job_id": "%s"}\\n\' ' +
+        shlex.quote(json.dumps(list(command))) +
+        ' $((SECONDS - START)) "$SLURM_JOB_ID" > ' + shlex.quote(done_file)
+    ]
+    return '\n'.join(lines) + '\n'
+
+
+def sbatch(script: str, env: Optional[dict] = None) -> str:
+    """Submit ``script`` (a file); the job id."""
+    res = subprocess.run(['sbatch', '--parsable', script],
+                         capture_output=True,
+                         text=True,
+                         env=env)
+    if res.returncode:
+        raise RuntimeError(f'sbatch {script} failed: {res.stderr.strip()}')
+    return res.stdout.strip().split(';')[0]
+
+
+def queued_jobs(env: Optional[dict] = None) -> Dict[str, str]:
+    """``{job id: 'pending' | 'running'}`` of the jobs in the queue."""
+    res = subprocess.run(['squeue', '-h', '-o', '%i %T'],
+                         capture_output=True,
+                         text=True,
+                         env=env)
+    if res.returncode:
+        raise RuntimeError(f'squeue failed: {res.stderr.strip()}')
+    out = {}
+    for line in res.stdout.splitlines():
+        job, state = line.split()
+        out[job] = QUEUED.get(state, state.lower())
+    return out
+
+
+def ended_state(job: str, env: Optional[dict] = None) -> Optional[str]:
+    """How a job that left the queue ended (``CANCELLED``, ``TIMEOUT``,
+    ``FAILED`` ...), while the controller remembers it; else None."""
+    res = subprocess.run(['scontrol', '-o', 'show', 'job', job],
+                         capture_output=True,
+                         text=True,
+                         env=env)
+    for field in res.stdout.split():
+        if field.startswith('JobState='):
+            return field.split('=', 1)[1]
+    return None
+
+
+def cancel(jobs: List[str], env: Optional[dict] = None) -> None:
+    if jobs:
+        subprocess.run(['scancel', *jobs], check=True, env=env)
