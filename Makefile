@@ -15,7 +15,7 @@ user-env:
 # (tests/conftest.py), the user-environment tests together in one worker
 # (xdist_group); `pytest tests/...` alone runs serially
 test: install user-env
-	$(PY) -m pytest -q -n 2 --dist loadgroup --maxschedchunk 1 --durations=15 tests
+	$(PY) -m pytest -q -rs -n 2 --dist loadgroup --maxschedchunk 1 --durations=15 tests
 
 # format in place (isort, yapf), then check (flake8); tests/test_lint.py checks
 lint: install
