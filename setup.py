@@ -21,8 +21,10 @@ def add_mim_extension() -> None:
     """``wrs_mm/.mim/{configs,tools,model-index.yml}`` from the checkout's
     top-level copies (the one source of truth): symbolic links for an
     editable install, copies for a wheel or sdist (mmdet's setup.py does the
-    same). Lets mmengine resolve ``wrs_mm::`` config paths and mim find the
-    tools. A build from an sdist keeps the copies the sdist holds."""
+    same). Lets mmengine resolve ``wrs_mm::`` config paths, and keeps the
+    layout mmdet's and mmseg's packages have (mim itself is not supported:
+    docs/en/get_started.md says why). A build from an sdist keeps the copies
+    the sdist holds."""
     if any(c in sys.argv for c in ('develop', 'editable_wheel')):
         mode = 'symlink'
     elif any(c in sys.argv for c in ('sdist', 'bdist_wheel', 'build')):
