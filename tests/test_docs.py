@@ -1,6 +1,8 @@
 """The manual builds as mmdet's does (Sphinx + MyST, API pages from the
 docstrings) without a single warning, and the README's relative links and
 images resolve."""
+import ast
+import glob
 import os
 import re
 import subprocess
@@ -58,3 +60,86 @@ def test_readme_links_and_images_resolve():
         if anchor:
             assert anchor in _anchors(full), target
     assert len(readme.splitlines()) <= 250  # a front page
+
+
+def _message_text(node, constants: dict) -> str:
+    """The literal text of a message expression, ``{}`` for what is filled
+    in at run time."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in constants:
+        return constants[node.id]
+    if isinstance(node, ast.JoinedStr):
+        return ''.join(
+            v.value if isinstance(v, ast.Constant) else '{}'
+            for v in node.values)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _message_text(node.left, constants) + _message_text(
+            node.right, constants)
+    return '{}'
+
+
+def plugin_messages(path: str) -> list:
+    """``(line, text)`` of what a module can tell a user it refuses: the
+    message of every ``raise``, of every warning (``warnings.warn``,
+    ``print_log(level >= 30)``), and the reasons of the start-up table (a
+    weight left alone: ``refused.append`` in the hook, ``('none', 0,
+    reason)`` verdicts of the analysis)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    constants = {}
+    for n in tree.body:
+        if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name):
+            text = _message_text(n.value, {})
+            if text != '{}':
+                constants[n.targets[0].id] = text
+    for n in ast.walk(tree):
+        msg = None
+        if isinstance(n, ast.Raise) and isinstance(n.exc, ast.Call) and \
+                n.exc.args:
+            msg = n.exc.args[0]
+        elif isinstance(n, ast.Call) and n.args:
+            f = n.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(
+                f, 'id', '')
+            level = [k.value for k in n.keywords if k.arg == 'level']
+            if name == 'warn' or (name == 'print_log' and level
+                                  and getattr(level[0], 'value', 0) >= 30):
+                msg = n.args[0]
+            elif name == 'append' and getattr(f.value, 'id', '') == \
+                    'refused' and isinstance(n.args[0], ast.Tuple):
+                msg = n.args[0].elts[1]
+        elif isinstance(n, ast.Tuple) and len(n.elts) >= 3 and getattr(
+                n.elts[0], 'value', None) == 'none':
+            msg = n.elts[2]
+        if msg is not None:
+            yield n.lineno, _message_text(msg, constants)
+
+
+def _normal(text: str) -> str:
+    return re.sub(r'\s+', ' ', text).strip(' .:;,')
+
+
+def test_every_refusal_is_on_the_troubleshooting_page():
+    """docs/en/faq.md holds every message of wrs_mm.core, wrs_mm.engine
+    and the tools' launcher: for each, its longest literal part (what is not
+    filled in at run time) appears on the page."""
+    with open(os.path.join(ROOT, 'docs', 'en', 'faq.md')) as f:
+        page = _normal(f.read().replace('``', '`'))
+    files = sorted(
+        glob.glob(os.path.join(ROOT, 'wrs_mm', 'core', '*.py')) +
+        glob.glob(os.path.join(ROOT, 'wrs_mm', 'engine', '*.py'))) + [
+            os.path.join(ROOT, 'wrs_mm', 'apis', 'launch.py')
+        ]
+    checked, missing = 0, []
+    for path in files:
+        for line, text in plugin_messages(path):
+            part = max((_normal(p) for p in text.split('{}')), key=len)
+            if len(part) < 6:  # nothing literal (IndexError(row))
+                continue
+            checked += 1
+            if part not in page:
+                missing.append(f'{os.path.relpath(path, ROOT)}:{line}: '
+                               f'{part!r}')
+    assert checked > 50, checked
+    assert not missing, '\n'.join(missing)
