@@ -143,3 +143,16 @@ def test_every_refusal_is_on_the_troubleshooting_page():
                                f'{part!r}')
     assert checked > 50, checked
     assert not missing, '\n'.join(missing)
+
+
+def test_changelog_heads_with_the_package_version():
+    """The changelog's first section is the version the package says it is
+    (a ``.devN`` version: the release in development)."""
+    import wrs_mm
+    with open(os.path.join(ROOT, 'docs', 'en', 'changelog.md')) as f:
+        heads = [ln[3:] for ln in f if ln.startswith('## ')]
+    release = re.sub(r'\.dev\d+$', '', wrs_mm.__version__)
+    assert heads[0].split()[0] == release, (heads[0], wrs_mm.__version__)
+    if release != wrs_mm.__version__:
+        assert f'`{wrs_mm.__version__}`' in heads[0], heads[0]
+    assert len(set(heads)) == len(heads)
