@@ -156,3 +156,54 @@ def test_changelog_heads_with_the_package_version():
     if release != wrs_mm.__version__:
         assert f'`{wrs_mm.__version__}`' in heads[0], heads[0]
     assert len(set(heads)) == len(heads)
+
+
+def _flags(text: str) -> set:
+    return {f.replace('_', '-') for f in re.findall(r'--[a-z][\w-]*', text)}
+
+
+def tool_flags(script: str) -> set:
+    """The long options of a tool, from its ``--help`` usage line."""
+    out = subprocess.run([sys.executable, script, '--help'],
+                         capture_output=True,
+                         text=True,
+                         check=True,
+                         cwd=ROOT).stdout
+    return _flags(out.split('\n\n')[0]) - {'--help'}
+
+
+def test_option_references_match_the_code():
+    """The hooks' and the constructor's docstrings (rendered in the user
+    guides by autodoc) document every argument and ``shifted_reg`` key; the
+    tools' flags in the manual are the parsers' flags."""
+    import inspect
+
+    from wrs_mm.engine import (NormDynamicsHook, WeightRescaleHook,
+                               WRSOptimWrapperConstructor)
+    from wrs_mm.engine.optim_constructor import SHIFTED_DEFAULTS
+    for cls in (WeightRescaleHook, NormDynamicsHook):
+        args = cls.__doc__.split('Args:', 1)[1]
+        for name in list(inspect.signature(cls).parameters):
+            assert re.search(rf'^\s+{name} \(', args, re.M), (cls, name)
+    for key in SHIFTED_DEFAULTS:
+        assert f'``{key}``' in WRSOptimWrapperConstructor.__doc__, key
+    guides = os.path.join(ROOT, 'docs', 'en', 'user_guides')
+    for page, cls in (('weight_rescaling.md', 'WeightRescaleHook'),
+                      ('shifted_regularizer.md', 'WRSOptimWrapperConstructor'),
+                      ('diagnostics.md', 'NormDynamicsHook')):
+        with open(os.path.join(guides, page)) as f:
+            assert f'.. autoclass:: wrs_mm.engine.{cls}' in f.read(), page
+    with open(os.path.join(guides, 'paired_study.md')) as f:
+        usage = f.read().split('```bash', 1)[1].split('```', 1)[0]
+    assert _flags(usage) == tool_flags(
+        os.path.join('tools', 'analysis', 'paired_study.py'))
+    with open(os.path.join(guides, 'configs.md')) as f:
+        text = f.read()
+    train = text[text.index("`tools/train.py` takes mmdet's flags"):]
+    train = train[:train.index(';')]
+    assert _flags(train) == tool_flags(os.path.join('tools', 'train.py'))
+    line = text[text.index('python tools/test.py CONFIG CHECKPOINT'):]
+    line = line[:line.index('\n```')]
+    common = {'--cfg-options', '--launcher', '--local-rank'}
+    assert _flags(line) | common == tool_flags(
+        os.path.join('tools', 'test.py'))

@@ -38,10 +38,14 @@ class NormDynamicsHook(Hook):
 
     Args:
         interval (int): iterations between records. Defaults to 50.
-        include / exclude: regexes on parameter names; default every trainable
+        include (str | list[str], optional): regexes (``re.search``) on
+            parameter names of the layers to record. None: every trainable
             weight of >= 2 dims.
+        exclude (str | list[str], optional): regexes of weights not to
+            record.
         all_channels (bool): also store each channel's norm. Defaults to False.
-        out_file (str): file name in the work dir.
+        out_file (str): file name in the work dir. Defaults to
+            'norm_dynamics.jsonl'.
     """
     priority = 'HIGH'  # its scalars are in the hub before LoggerHook writes
 
