@@ -36,15 +36,19 @@ def models(root: str = ROOT) -> dict:
 def table(families, index: dict) -> str:
     rows = [
         '| config | setting | paper number it targets (a figure of the '
-        'paper, not measured here) |', '|---|---|---|'
+        'paper, not measured here) | measured here |', '|---|---|---|---|'
     ]
     for family in families:
         if family not in index:
             raise KeyError(f'config-table: no metafile for {family!r} in '
                            f'model-index.yml (has {sorted(index)})')
         for m in index[family]:
+            if 'Measured Here' not in m:
+                raise KeyError(f"config-table: {m['Config']} has no "
+                               "'Measured Here' in its metafile (what this "
+                               'project measured with it, or that it did not)')
             rows.append(f"| `{m['Config']}` | {m['Metadata']['Setting']} | "
-                        f"{m['Paper Target']} |")
+                        f"{m['Paper Target']} | {m['Measured Here']} |")
     return '\n'.join(rows) + '\n'
 
 
