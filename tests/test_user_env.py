@@ -339,15 +339,16 @@ def test_mmseg_own_train_tool_with_wrs_and_the_shifted_regularizer(
     assert shifted_logs(log, resumed) == DEEPLAB_RESCALED + 1
 
 
-def cifar_resnet18(cifar_list: str, extra: str) -> str:
-    """A user's mmpretrain config: mmpretrain's own CIFAR-10 ResNet-18, read
-    from the shipped CIFAR-10 subset by mmpretrain's ``CustomDataset`` (the
-    images as JPEG class folders), 20 images, batch 10, one epoch."""
+def cifar_resnet18(cifar_list: str, head: str) -> str:
+    """A user's mmpretrain config: ``head`` (its ``_base_``, mmpretrain's own
+    CIFAR-10 ResNet-18, and the wrs_mm lines), read from the shipped CIFAR-10
+    subset by mmpretrain's ``CustomDataset`` (the images as JPEG class
+    folders), 20 images, batch 2 (10 steps an epoch: the snippet's tau), one
+    epoch."""
     cifar = osp.join(data_root(), 'cifar10_subset')
-    return f"""_base_ = 'mmpretrain::resnet/resnet18_8xb16_cifar10.py'
-custom_imports = dict(imports=['wrs_mm'], allow_failed_imports=False)
+    return head + f"""
 train_dataloader = dict(
-    batch_size=10,
+    batch_size=2,
     num_workers=0,
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
@@ -369,7 +370,6 @@ train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=100)
 param_scheduler = []
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 randomness = dict(seed=0)
-{extra}
 """
 
 
@@ -383,8 +383,9 @@ def test_mmpretrain_own_train_tool_with_wrs_and_the_shifted_regularizer(
     listing.write_text(''.join(f'{c}/{i:04d}.jpg {k}\n'
                                for k, c in enumerate(classes)
                                for i in range(2)))
-    wrs = ("optim_wrapper = dict(constructor='WRSOptimWrapperConstructor')\n"
-           "custom_hooks = [dict(type='WeightRescaleHook', interval=1)]")
+    # the classification guide's snippet, as a user pastes it
+    from test_doc_snippets import SNIPPETS
+    wrs, = [c for _, c in SNIPPETS if 'mmpretrain::' in c]
     log, resumed = train_and_resume(python, 'mmpretrain',
                                     cifar_resnet18(str(listing), wrs),
                                     tmp_path / 'wrs', 'epoch_1.pth',
@@ -392,9 +393,11 @@ def test_mmpretrain_own_train_tool_with_wrs_and_the_shifted_regularizer(
     # every conv of the ResNet-18 (1 stem + 16 in blocks + 3 downsamples)
     wrs_logs(log, resumed, 20)
     _unit_norm_convs(str(tmp_path / 'wrs' / 'wd' / 'epoch_2.pth'), 20)
-    shifted = ("optim_wrapper = dict(constructor='WRSOptimWrapperConstructor',"
+    shifted = ("_base_ = 'mmpretrain::resnet/resnet18_8xb16_cifar10.py'\n"
+               "custom_imports = dict(imports=['wrs_mm'])\n"
+               "optim_wrapper = dict(constructor='WRSOptimWrapperConstructor',"
                " paramwise_cfg=dict(shifted_reg=dict(eps=1e-3, p=2, "
-               "mode='coupled')))")
+               "mode='coupled')))\n")
     log, resumed = train_and_resume(python, 'mmpretrain',
                                     cifar_resnet18(str(listing), shifted),
                                     tmp_path / 'shifted', 'epoch_1.pth',
