@@ -26,7 +26,8 @@ from wrs_mm.testing import small_scale as C
 ROOT = repo_root()
 #: the configs snippets without a ``_base_`` are written for
 FASTER_R50 = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-FASTER_GN_WS = 'wrs_mm::faster_rcnn/faster-rcnn_r50_fpn_gn-ws-all_wd_1x_coco.py'
+FASTER_GN_WS = ('wrs_mm::faster_rcnn/'
+                'faster-rcnn_r50_fpn_gn-ws-all_wd_1x_coco.py')
 RTMDET = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
 
 
