@@ -1,28 +1,14 @@
 #!/usr/bin/env bash
 # tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args]
-#
-# GPUS tasks (default 8) with CPUS_PER_TASK CPUs each (default 5); on a GPU
-# partition GPUS_PER_NODE GPUs and tasks per node (default 8, asked for with
-# --gres); on a CPU partition GPUS_PER_NODE=0: no GPU asked for, and
-# TASKS_PER_NODE tasks per node (default GPUS), which run on gloo.
-# SRUN_ARGS: more srun options.
+# Resources: tools/slurm_resources.sh (GPUS, GPUS_PER_NODE, TASKS_PER_NODE,
+# CPUS_PER_TASK, SRUN_ARGS).
 set -x
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3
 WORK_DIR=$4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
 PY_ARGS=${@:5}
-if [ "$GPUS_PER_NODE" -gt 0 ]; then
-    TASKS_PER_NODE=${TASKS_PER_NODE:-$GPUS_PER_NODE}
-    GRES="--gres=gpu:${GPUS_PER_NODE}"
-else
-    TASKS_PER_NODE=${TASKS_PER_NODE:-$GPUS}
-    GRES=""
-fi
+source "$(dirname "$0")/slurm_resources.sh"
 
 PYTHONPATH="$(dirname $0)/..":$PYTHONPATH \
 srun -p ${PARTITION} \
