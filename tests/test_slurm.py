@@ -22,7 +22,6 @@ import sys
 import time
 
 import pytest
-import torch
 from mmengine.config import Config
 
 from wrs_mm.apis.paired_study import read_curve
@@ -101,26 +100,6 @@ def run(cmd, env, cwd=ROOT, timeout=900, returncode=0) -> str:
     return out
 
 
-def weights(path) -> dict:
-    return torch.load(
-        path, map_location='cpu', weights_only=False)['state_dict']
-
-
-def assert_equal_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-
-
-def last_metric(work_dir, metric=METRIC) -> float:
-    """The last value of ``metric`` in the newest log of ``work_dir``."""
-    stamp = sorted(
-        d for d in os.listdir(work_dir)
-        if osp.isfile(osp.join(work_dir, d, 'vis_data', 'scalars.json')))[-1]
-    with open(osp.join(work_dir, stamp, 'vis_data', 'scalars.json')) as f:
-        return [json.loads(x)[metric] for x in f if metric in x][-1]
-
-
 @on_cluster
 def test_slurm_scripts_and_two_node_launch_on_cpu(slurm, tmp_path):
     cfg = shrunk(WRS_CFG, tmp_path / 'wrs.py')
@@ -182,7 +161,9 @@ def test_slurm_scripts_and_two_node_launch_on_cpu(slurm, tmp_path):
     outs = [p.communicate(timeout=900)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:]
     toy.load_identical_ranks(nodes)
-    assert_equal_weights(weights(nodes / 'epoch_2.pth'), weights(ckpt))
+    toy.assert_same_weights(
+        toy.checkpoint_weights(nodes / 'epoch_2.pth'),
+        toy.checkpoint_weights(ckpt))
 
 
 def wait_until(predicate, timeout=600, poll=0.2) -> None:
@@ -261,6 +242,6 @@ def test_paired_study_submits_resumes_and_collects(slurm, tmp_path):
         for d in (study, local))
     assert a['arms'] == b['arms'] and a['curves'] == b['curves']
     assert a['arms']['shifted']['vs_baseline']['seeds'] == [0, 1]
-    assert_equal_weights(
-        weights(run0 / 'epoch_3.pth'),
-        weights(local / 'wrs' / 'seed0' / 'epoch_3.pth'))
+    toy.assert_same_weights(
+        toy.checkpoint_weights(run0 / 'epoch_3.pth'),
+        toy.checkpoint_weights(local / 'wrs' / 'seed0' / 'epoch_3.pth'))

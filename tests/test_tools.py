@@ -66,11 +66,6 @@ def _rescaled(path):
         return {r['name'] for r in json.load(f) if r['rescaled']}
 
 
-def _weights(path):
-    return torch.load(
-        path, map_location='cpu', weights_only=False)['state_dict']
-
-
 @pytest.mark.heavy
 def test_train_resume_and_test(tmp_path):
     cfg = _shrunk_config(tmp_path, epochs=3)
@@ -83,10 +78,9 @@ def test_train_resume_and_test(tmp_path):
         str(resumed), '--resume',
         str(full / 'epoch_1.pth')
     ], ROOT)
-    a, b = _weights(full / 'epoch_3.pth'), _weights(resumed / 'epoch_3.pth')
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    toy.assert_same_weights(
+        toy.checkpoint_weights(full / 'epoch_3.pth'),
+        toy.checkpoint_weights(resumed / 'epoch_3.pth'))
     seed = torch.load(full / 'epoch_1.pth', weights_only=False)['meta']['seed']
     assert f'resume: seed {seed} of ' in log
     # the rescaled weights are the checkpoint's, not a new eps check's (an

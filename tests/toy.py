@@ -175,6 +175,19 @@ def load_identical_ranks(out_dir) -> tuple:
     return a, b
 
 
+def checkpoint_weights(path) -> dict:
+    """The ``state_dict`` of an mmengine checkpoint, on CPU."""
+    return torch.load(
+        path, map_location='cpu', weights_only=False)['state_dict']
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    """Two state dicts with the same keys and bitwise equal tensors."""
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def side_venv(env_dir, paths, system_site: bool = False) -> tuple:
     """A new venv at ``env_dir`` (no pip) that also sees ``paths`` (a
     ``.pth`` of them); returns its python and its site-packages."""

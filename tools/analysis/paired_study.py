@@ -48,8 +48,7 @@ import sys
 from wrs_mm.apis.paired_study import (LAUNCHERS, Arm, cancel_study,
                                       markdown_table, run_study, states_table,
                                       write_report)
-
-QUEUED_STATES = ('pending', 'running')
+from wrs_mm.apis.slurm_jobs import QUEUED
 
 
 def arms_from_args(args) -> list:
@@ -139,7 +138,7 @@ def main(argv=None) -> int:
     if args.dry_run:
         return 0
     print(states_table(study['states']))
-    waiting = [r for r in study['states'] if r['state'] in QUEUED_STATES]
+    waiting = [r for r in study['states'] if r['state'] in QUEUED.values()]
     if waiting and baseline not in study['curves']:
         print(f'{len(waiting)} runs queued; collect later with the same '
               'command and --collect-only')

@@ -213,7 +213,7 @@ def train_here(todo, launcher: str, jobs: int, gpus: int, tools_dir: str,
     def train(job) -> None:
         i, (arm, s, wd) = job
         os.makedirs(wd, exist_ok=True)
-        resume = osp.isfile(osp.join(wd, 'last_checkpoint'))
+        resume = has_checkpoint(wd)
         cmd = train_command(arm, s, wd, tools_dir, launcher, gpus, None,
                             resume)
         env = dict(run_env)
@@ -239,6 +239,11 @@ def train_here(todo, launcher: str, jobs: int, gpus: int, tools_dir: str,
     with ThreadPoolExecutor(max(jobs, 1)) as pool:
         list(pool.map(train, enumerate(todo)))
     return failed
+
+
+def has_checkpoint(work_dir: str) -> bool:
+    """Whether a run's work dir holds a checkpoint to resume from."""
+    return osp.isfile(osp.join(work_dir, slurm_jobs.CHECKPOINT_POINTER))
 
 
 def read_manifest(work_dir: str) -> Dict[str, dict]:
@@ -276,7 +281,7 @@ def submit_slurm(todo, work_dir: str, tools_dir: str, gpus: int,
                                       resources, osp.join(wd, LOG_FILE),
                                       osp.join(wd, DONE_FILE), wd))
         job = slurm_jobs.sbatch(script, run_env)
-        resumed = osp.isfile(osp.join(wd, 'last_checkpoint'))
+        resumed = has_checkpoint(wd)
         entry = entry or dict(
             arm=arm.name,
             seed=s,

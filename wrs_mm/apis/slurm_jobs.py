@@ -17,6 +17,9 @@ import shlex
 import subprocess
 from typing import Dict, List, Mapping, Optional, Sequence
 
+#: the file mmengine writes in a work dir, naming its latest checkpoint
+CHECKPOINT_POINTER = 'last_checkpoint'
+
 #: squeue states of a job that has not ended, as the study reports them
 QUEUED = {
     'PENDING': 'pending',
@@ -64,9 +67,9 @@ def job_script(command: Sequence[str], name: str, partition: str,
     ``slurm_train.sh`` command line; ``--resume`` is put before its
     ``--cfg-options`` when ``work_dir`` holds a checkpoint at the job's
     start."""
-    cut = command.index('--cfg-options') if '--cfg-options' in command \
-        else len(command)
+    cut = command.index('--cfg-options')
     per_node = int(resources['GPUS_PER_NODE'])
+    pointer = shlex.quote(os.path.join(work_dir, CHECKPOINT_POINTER))
     lines = [
         '#!/usr/bin/env bash', f'#SBATCH --job-name={name}',
         f'#SBATCH --partition={partition}',
@@ -81,8 +84,7 @@ def job_script(command: Sequence[str], name: str, partition: str,
         *(f'export {k}={v}' for k, v in resources.items()),
         # runs of a study share nodes: a rendezvous port of their own
         'export MASTER_PORT=${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}',
-        f'if [ -f {shlex.quote(os.path.join(work_dir, "last_checkpoint"))} ]; '
-        'then RESUME=--resume; else RESUME=; fi',
+        f'if [ -f {pointer} ]; then RESUME=--resume; else RESUME=; fi',
         'echo "paired study: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST '
         '${RESUME:+(resumed)}"',
         'START=$SECONDS',
