@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install user-env test lint docs bench demo study study-cifar study-ws gpu-report
+.PHONY: install user-env test lint docs bench demo study-cifar study-ws gpu-report
 install:
 	bash tools/install.sh $(VENV)
 
@@ -30,9 +30,6 @@ docs: install
 bench: install
 	$(PY) benchmarks/bench_wrs.py --batch 4 --size-plain 160 --rounds 6 --out docs/bench_wrs_cpu.json
 	$(PY) benchmarks/bench_norm_dynamics.py --out docs/bench_norm_dynamics_cpu.json
-
-study: install
-	$(PY) benchmarks/study_wrs_vs_wd.py
 
 # Liu et al. 2021 Table 1 / Fig. 1 at CPU scale and the ablations that explain
 # it: wd, wrs (tau on validation), wrs_init, wrs_fc, shifted; 5 paired seeds

@@ -87,23 +87,6 @@ def test_isp_sparsity_tool(tmp_path):
     assert res.returncode != 0 and 'backbone.nope' in res.stderr
 
 
-@pytest.mark.heavy
-def test_study_script_runs_and_reports_every_regime(tmp_path):
-    out, png = tmp_path / 'study.json', tmp_path / 'norms.png'
-    res = _run(
-        os.path.join(ROOT, 'benchmarks', 'study_wrs_vs_wd.py'), '--seeds', '2',
-        '--epochs', '2', '--out', str(out), '--plot', str(png))
-    assert res.returncode == 0, res.stderr[-2000:]
-    data = json.load(open(out))
-    regimes = {(r['optimizer'], r['regime']) for r in data['rows']}
-    assert len(regimes) == 14 and ('adamw', 'wrs_late') in regimes
-    assert all(
-        len(r['test']) == 2 and 0 <= min(r['test']) for r in data['rows'])
-    assert set(data['paired']) == {'sgdm', 'adamw'}
-    assert 'paired seeds' in res.stdout
-    assert png.stat().st_size > 5000
-
-
 @pytest.mark.parametrize('config, totals', [
     ('mmdet::yolox/yolox_tiny_8xb8-300e_coco.py', {
         'channel': 74,

@@ -282,13 +282,14 @@ def _study(*args):
 def test_study_smoke(tmp_path):
     """The study's smoke mode end to end through the paired-study runner
     (AdamW: tau chosen on the validation split, every arm), then again with
-    the first result as --previous: seed 1 of wd is reused, not retrained,
-    and the retrained seed 0 reproduces the first run exactly."""
+    the first result as --previous: seed 1 of wd and wrs_init is reused,
+    not retrained, and the retrained seed 0 reproduces the first run
+    exactly."""
     out = tmp_path / 'study.json'
     runs = str(tmp_path / 'runs')
     res = _study('--arms', 'wd', 'wrs', 'wrs_init', 'wrs_fc', 'shifted',
-                 '--max-seeds', 'wrs_fc=1', 'shifted=1', '--work-dir', runs,
-                 '--out', str(out))
+                 '--max-seeds', 'wrs=1', 'wrs_fc=1', 'shifted=1', '--work-dir',
+                 runs, '--out', str(out))
     study = json.loads(out.read_text())
     taus = study['tau_selection_val']['adamw']
     assert int(max(taus, key=taus.get)) == study['best_tau']['adamw']
@@ -301,7 +302,7 @@ def test_study_smoke(tmp_path):
         for k, a in arms.items()
     } == {
         'adamw_wd': 2,
-        f'adamw_wrs_tau{tau}': 2,
+        f'adamw_wrs_tau{tau}': 1,
         'adamw_wrs_init': 2,
         'adamw_wrs_fc': 1,
         'adamw_shifted': 1
@@ -337,20 +338,20 @@ def test_study_smoke(tmp_path):
         assert os.path.getsize(str(out)[:-5] + suffix) > 10000
     assert '| adamw_wrs_init | 2 |' in res.stdout
 
-    # reuse: wd seed 1 from the first result, not retrained although
-    # wrs_init trains 2 seeds; seed 0 retrained elsewhere, bitwise equal
+    # reuse: seed 1 of both arms from the first result, not retrained;
+    # seed 0 retrained elsewhere, bitwise equal
     out2 = tmp_path / 'again.json'
     res = _study('--arms', 'wd', 'wrs_init', '--tau', f'adamw={tau}',
-                 '--max-seeds', 'wd=1', '--previous', str(out), '--work-dir',
-                 str(tmp_path / 'runs2'), '--out', str(out2))
+                 '--max-seeds', 'wd=1', 'wrs_init=1', '--previous', str(out),
+                 '--work-dir', str(tmp_path / 'runs2'), '--out', str(out2))
     again = json.loads(out2.read_text())
     assert again['summary']['adamw']['reproduced'] == {
         'adamw_wd_seed0': 0.,
-        'adamw_wrs_init_seed0': 0.,
-        'adamw_wrs_init_seed1': 0.
+        'adamw_wrs_init_seed0': 0.
     }
     assert not os.path.isdir(tmp_path / 'runs2' / 'adamw_wd' / 'seed1')
     wd = again['summary']['adamw']['arms']['adamw_wd']['values']
     assert wd == arms['adamw_wd']['values']
     reused = {(r['arm'], r['seed']): r['reused'] for r in again['runs']}
     assert reused[('wd', 1)] and not reused[('wd', 0)]
+    assert reused[('wrs_init', 1)] and not reused[('wrs_init', 0)]

@@ -17,7 +17,7 @@ import toy
 
 def test_ddp_strategy_two_processes(tmp_path):
     toy.torchrun('flexible_train.py', [tmp_path, 'ddp'], 2)
-    a, b = toy.load_identical_ranks(tmp_path)
+    a, b = toy.load_identical_ranks(tmp_path / 'ddp')
     assert a['rescales'] == b['rescales'] == 3
     assert a['records'] == b['records'] == 6  # NormDynamicsHook, every step
     conv1 = a['params']['net.conv1.weight'].flatten(1)  # rescaled last step
@@ -28,17 +28,18 @@ def test_ddp_strategy_two_processes(tmp_path):
         conv2.norm(dim=1), torch.ones(conv2.shape[0]), atol=1e-2)
 
 
-@pytest.mark.parametrize('variant', ['fsdp', 'fsdp_hook', 'fsdp_norm'])
-def test_fsdp_strategy_is_refused_before_the_first_step(tmp_path, variant):
+def test_fsdp_strategy_is_refused_before_the_first_step(tmp_path):
     """Refused by the constructor (shifted_reg), or, with WRS or the norm
-    probe alone, by that hook's before_run."""
-    toy.torchrun('flexible_train.py', [tmp_path, variant], 1)
-    with open(tmp_path / 'error_rank0.json') as f:
-        err = json.load(f)
-    assert err['iter'] == 0, err  # nothing trained
-    assert 'wrs_mm does not support FSDP' in err['error']
-    assert "FSDPStrategy" in err['error'] and SUPPORTED in err['error']
-    assert not (tmp_path / 'params_rank0.pt').exists()
+    probe alone, by that hook's before_run (one process tries the three)."""
+    variants = ['fsdp', 'fsdp_hook', 'fsdp_norm']
+    toy.torchrun('flexible_train.py', [tmp_path, *variants], 1)
+    for variant in variants:
+        with open(tmp_path / variant / 'error_rank0.json') as f:
+            err = json.load(f)
+        assert err['iter'] == 0, (variant, err)  # nothing trained
+        assert 'wrs_mm does not support FSDP' in err['error'], variant
+        assert "FSDPStrategy" in err['error'] and SUPPORTED in err['error']
+        assert not (tmp_path / variant / 'params_rank0.pt').exists()
 
 
 def composable_fully_shard() -> tuple:

@@ -198,16 +198,6 @@ def test_wrs_mm_config_paths_from_outside_the_repository(tmp_path):
     assert 'Failed to' not in out and 'not installed' not in out, out
 
 
-def test_train_py_trains_a_config_inheriting_a_wrs_mm_path(tmp_path):
-    (tmp_path / 'user_cfg.py').write_text(tiny_coco(WRS_YOLO))
-    _run([
-        sys.executable,
-        osp.join(ROOT, 'tools', 'train.py'), 'user_cfg.py', '--work-dir', 'wd'
-    ],
-         cwd=tmp_path)
-    _unit_norm_convs(str(tmp_path / 'wd' / 'epoch_1.pth'), YOLO_RESCALED)
-
-
 def _metafile_models():
     with open(osp.join(ROOT, 'model-index.yml')) as f:
         index = yaml.safe_load(f)
@@ -257,17 +247,18 @@ def test_model_zoo_config_tables_are_made_from_the_metafiles():
     assert sorted(f for b in blocks for f in b[1].split()) == sorted(index)
 
 
-def own_tool(package: str, name: str) -> str:
-    """``<package>/.mim/tools/<name>`` of an installed OpenMMLab package."""
-    from mmengine.utils import get_installed_path
-    tool = osp.join(get_installed_path(package), '.mim', 'tools', name)
+def installed_tool(python: str, package: str, name: str) -> str:
+    """``<package>/.mim/tools/<name>`` of the package installed for
+    ``python``."""
+    code = ('import sys; from mmengine.utils import get_installed_path; '
+            'print(get_installed_path(sys.argv[1]))')
+    path = subprocess.run([python, '-c', code, package],
+                          capture_output=True,
+                          text=True,
+                          check=True).stdout.strip()
+    tool = osp.join(path, '.mim', 'tools', name)
     assert osp.isfile(tool), tool
     return tool
-
-
-@pytest.fixture(scope='module')
-def mmdet_tool():
-    return own_tool('mmdet', 'train.py')
 
 
 FRESH_LOAD = """
@@ -343,14 +334,15 @@ def _train_and_test_with_own_tools(package,
     (cwd / 'user_cfg.py').write_text(cfg_text)
     _run([
         python,
-        own_tool(package, 'train.py'), 'user_cfg.py', '--work-dir', 'wd'
+        installed_tool(python, package, 'train.py'), 'user_cfg.py',
+        '--work-dir', 'wd'
     ], cwd, env)
     _unit_norm_convs(str(cwd / 'wd' / ckpt), rescaled)
     if not test:
         return ''
     _, out = _run([
         python,
-        own_tool(package, 'test.py'), 'user_cfg.py',
+        installed_tool(python, package, 'test.py'), 'user_cfg.py',
         str(cwd / 'wd' / ckpt), '--work-dir', 'wd_test'
     ], cwd, env)
     return out
@@ -375,20 +367,7 @@ def _own_tools_on_wrs_mm_configs(root, python, env, test=True) -> list:
 
 
 @pytest.mark.heavy
-def test_mmdet_and_mmseg_own_tools_on_configs_inheriting_wrs_mm(tmp_path):
-    """mmdet's and mmseg's own tools/train.py and tools/test.py, from a
-    folder outside the repository, on user configs whose ``_base_`` is a
-    ``wrs_mm::`` detection / segmentation config (this environment: the
-    editable install of ``make install``)."""
-    det, seg = _own_tools_on_wrs_mm_configs(tmp_path, sys.executable,
-                                            dict(os.environ, **{ENV_VAR: '1'}))
-    assert 'coco/bbox_mAP' in det
-    assert 'mIoU' in seg
-
-
-@pytest.mark.heavy
-def test_mmdet_own_train_tool_trains_and_resumes_with_the_plugin(
-        tmp_path, mmdet_tool):
+def test_mmdet_own_train_tool_trains_and_resumes_with_the_plugin(tmp_path):
     extra = ("custom_imports = dict(imports=['wrs_mm'])\n"
              "optim_wrapper = dict(constructor='WRSOptimWrapperConstructor')")
     (tmp_path / 'user_cfg.py').write_text(
@@ -396,7 +375,9 @@ def test_mmdet_own_train_tool_trains_and_resumes_with_the_plugin(
     env = dict(os.environ)
     env.pop(ENV_VAR, None)
     cmd = [
-        sys.executable, mmdet_tool, 'user_cfg.py', '--work-dir',
+        sys.executable,
+        installed_tool(sys.executable, 'mmdet', 'train.py'), 'user_cfg.py',
+        '--work-dir',
         str(tmp_path / 'wd')
     ]
     _run(cmd, tmp_path, env)
@@ -428,7 +409,9 @@ def test_clean_install_of_the_wheel(tmp_path):
     wrs_mm/.mim; the wheel, installed without dependencies into a new
     environment that sees the project's packages, loads a ``wrs_mm::``
     config and trains one iteration on coco_tiny from a folder outside the
-    repository with its own installed tools/train.py."""
+    repository with its own installed tools/train.py; mmdet's and mmseg's
+    own tools/train.py and tools/test.py train and test user configs whose
+    ``_base_`` is a ``wrs_mm::`` detection / segmentation config."""
     src = copy_checkout(str(tmp_path / 'src'))
     dist = tmp_path / 'dist'
     py = sys.executable
@@ -482,8 +465,10 @@ def test_clean_install_of_the_wheel(tmp_path):
     ], user, env)
     _unit_norm_convs(str(user / 'wd' / 'epoch_1.pth'), YOLO_RESCALED)
     # wrs_mm:: configs in a fresh interpreter, and under mmdet's and mmseg's
-    # own train.py, from the wheel's .pth (no editable install here)
+    # own tools, from the wheel's .pth (no editable install here)
     env[ENV_VAR] = '1'
     _, out = _fresh_load(new_py, user, env)
     assert 'LOADED WeightRescaleHook 3' in out
-    _own_tools_on_wrs_mm_configs(user, new_py, env, test=False)
+    det, seg = _own_tools_on_wrs_mm_configs(user, new_py, env)
+    assert 'coco/bbox_mAP' in det
+    assert 'mIoU' in seg

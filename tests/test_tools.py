@@ -38,7 +38,7 @@ def _env(cpu=False):
 
 def _shrunk_config(tmp_path, epochs):
     cfg = Config.fromfile(os.path.join(ROOT, CONFIG))
-    C.shrink_det(cfg, tmp_path / 'unused', epochs=epochs, images=4)
+    C.shrink_det(cfg, tmp_path / 'unused', size=96, epochs=epochs, images=4)
     # no seed: tools/train.py --resume must restore the checkpoint's (the
     # shuffled sampler makes the data order depend on it); bitwise resume on
     # CUDA needs deterministic kernels (cuDNN, atomics)

@@ -29,8 +29,8 @@ import tempfile
 
 import pytest
 from test_packaging import (WRS_DEEPLAB, WRS_YOLO, YOLO_RESCALED, _run,
-                            _unit_norm_convs, copy_checkout, tiny_coco,
-                            tiny_voc)
+                            _unit_norm_convs, copy_checkout, installed_tool,
+                            tiny_coco, tiny_voc)
 
 from wrs_mm.testing import data_root, repo_root
 from wrs_mm.testing import small_scale as C
@@ -232,20 +232,6 @@ def test_plugin_tests_pass_on_torch_2_1(user_env):
         text=True,
         check=True).stdout
     assert 'site-packages' in installed, installed
-
-
-def installed_tool(python: str, package: str, name: str) -> str:
-    """``<package>/.mim/tools/<name>`` of the package installed for
-    ``python``."""
-    code = ('import sys; from mmengine.utils import get_installed_path; '
-            'print(get_installed_path(sys.argv[1]))')
-    path = subprocess.run([python, '-c', code, package],
-                          capture_output=True,
-                          text=True,
-                          check=True).stdout.strip()
-    tool = osp.join(path, '.mim', 'tools', name)
-    assert osp.isfile(tool), tool
-    return tool
 
 
 def train_and_resume(python, package, cfg_text, cwd, first, resumed,

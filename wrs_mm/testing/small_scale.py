@@ -236,10 +236,12 @@ def shrink_counting(cfg: Config,
                     epochs=3,
                     batch_size=4,
                     test_long_side=320,
-                    lr=1e-3):
+                    lr=1e-3,
+                    images=None):
     """Counting config on a ShanghaiTech-layout set (``data_root`` with
-    ``train_data`` / ``test_data``): ``crop`` px crops, ``epochs`` epochs,
-    test images scaled to ``test_long_side``, no pretrained weights."""
+    ``train_data`` / ``test_data``): the first ``images`` training images
+    (None: all), ``crop`` px crops, ``epochs`` epochs, test images scaled to
+    ``test_long_side``, no pretrained weights."""
     cfg.model.frontend_init_cfg = None
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs)
     _common(cfg, work_dir, batch_size, wrs_interval=None)  # keep tau
@@ -251,6 +253,8 @@ def shrink_counting(cfg: Config,
         ds.type = 'ShanghaiTechDataset'
         ds.data_root = data_root
         ds.split = split
+        if key == 'train_dataloader' and images:
+            ds.indices = images
         for t in ds.pipeline:
             if t['type'] == 'RandomCropCrowd':
                 t['size'] = crop
