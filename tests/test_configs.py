@@ -35,6 +35,8 @@ CONFIGS = {
     ('det', 'shifted'),
     'configs/cascade_rcnn/cascade-rcnn_r50_fpn_gn-ws-all_wrs-tau10_20e_coco.py':  # noqa: E501
     ('det', 'wrs'),
+    'configs/cascade_rcnn/cascade-rcnn_r50_fpn_ws-bn_shifted-l2_20e_coco.py':
+    ('det', 'shifted'),
     'configs/cascade_rcnn/cascade-rcnn_r101_fpn_gn-ws-all_wd_20e_coco.py':
     ('det', 'wd'),
     'configs/cascade_rcnn/cascade-rcnn_r101_fpn_gn-ws-all_shifted-l2_20e_coco.py':  # noqa: E501
