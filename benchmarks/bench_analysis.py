@@ -30,18 +30,18 @@ from wrs_mm.testing import repo_root
 # name -> (shipped config, train size H W: the largest scale its pipeline
 # resizes to)
 CONFIGS = {
-    'yolov3': ('configs/yolov3/'
-               'yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py',
-               (640, 640)),
-    'faster_rcnn_syncbn': ('configs/faster_rcnn/'
-                           'faster-rcnn_r50_fpn_syncbn-wrs-tau10_1x_coco.py',
-                           (800, 1333)),
-    'faster_rcnn_gn_ws': ('configs/faster_rcnn/'
-                          'faster-rcnn_r50_fpn_gn-ws-all_wrs-tau10_1x_coco.py',
-                          (800, 1333)),
-    'cascade_rcnn_gn_ws': ('configs/cascade_rcnn/'
-                           'cascade-rcnn_r50_fpn_gn-ws-all_wrs-tau10_20e_coco.py',
-                           (800, 1333)),
+    'yolov3':
+    ('configs/yolov3/'
+     'yolov3_d53-bn_wrs-tau10_1xb8-ms-320-640-100e-cos_coco.py', (640, 640)),
+    'faster_rcnn_syncbn':
+    ('configs/faster_rcnn/'
+     'faster-rcnn_r50_fpn_syncbn-wrs-tau10_1x_coco.py', (800, 1333)),
+    'faster_rcnn_gn_ws':
+    ('configs/faster_rcnn/'
+     'faster-rcnn_r50_fpn_gn-ws-all_wrs-tau10_1x_coco.py', (800, 1333)),
+    'cascade_rcnn_gn_ws':
+    ('configs/cascade_rcnn/'
+     'cascade-rcnn_r50_fpn_gn-ws-all_wrs-tau10_20e_coco.py', (800, 1333)),
     'mask_rcnn_gn_ws': ('configs/mask_rcnn/'
                         'mask-rcnn_r50_fpn_gn-ws-all_wrs-tau10_2x_coco.py',
                         (800, 1333)),
@@ -52,8 +52,7 @@ CONFIGS = {
 
 def measure(config: str, size, batch: int, rounds: int) -> dict:
     cfg = load_config(
-        osp.join(repo_root(), config),
-        {'train_dataloader.batch_size': batch})
+        osp.join(repo_root(), config), {'train_dataloader.batch_size': batch})
     model, batches, loss = build_from_config(
         cfg, pretrained=False, synthetic=size)
     data = next(batches)
@@ -84,8 +83,8 @@ def measure(config: str, size, batch: int, rounds: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--configs', nargs='+', default=list(CONFIGS),
-                    choices=list(CONFIGS))
+    ap.add_argument(
+        '--configs', nargs='+', default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument('--batch', type=int, default=2)
     ap.add_argument('--rounds', type=int, default=3)
     ap.add_argument('--out')
