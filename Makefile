@@ -30,6 +30,8 @@ docs: install
 bench: install
 	$(PY) benchmarks/bench_wrs.py --batch 4 --size-plain 160 --rounds 6 --out docs/bench_wrs_cpu.json
 	$(PY) benchmarks/bench_norm_dynamics.py --out docs/bench_norm_dynamics_cpu.json
+	$(PY) benchmarks/bench_analysis.py --out docs/bench_analysis_cpu.json
+	$(PY) benchmarks/bench_optimizer_step.py --out docs/bench_optimizer_step_cpu.json
 
 # Liu et al. 2021 Table 1 / Fig. 1 at CPU scale and the ablations that explain
 # it: wd, wrs (tau on validation), wrs_init, wrs_fc, shifted; 5 paired seeds
