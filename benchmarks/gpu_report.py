@@ -13,7 +13,12 @@ Measured (each row alternates its variants within every round, medians):
 * step: ResNet-50 bf16 autocast at batch 32 and 128, VGG16-BN bf16 at batch
   64 (224 px), mmdet YOLOv3 at 608 px batch 8; arms WRS tau=1, WRS tau=10,
   shifted-L2, SGDP; goals on ResNet-50 b32 bf16: WRS tau=1 <= +1 %,
-  shifted-L2 <= +2 % per step.
+  shifted-L2 <= +2 % per step;
+* optimizer: ``bench_optimizer_step.py`` on the GPU (its own process): the
+  shipped YOLOv3, Faster R-CNN and CIFAR VGG configs' optimizer step with
+  wrs_mm's constructor against mmengine's default, param groups,
+  ``_foreach_*`` ops, CUDA kernel launches and step time; goal: ops within
+  2x of the default's.
 
 About 6 minutes on one H100 after install. ``--quick`` shrinks every size
 (for checking the script itself, e.g. on CPU; its numbers mean nothing).
@@ -42,6 +47,8 @@ ROWS = [
     ('yolov3_608_b8', 'yolov3_d53', dict(det_batch=8, size=608, amp=None)),
 ]
 OP_GOAL, TAU1_GOAL, SHIFTED_GOAL = 1.5, 0.01, 0.02
+#: wrs_mm's foreach ops per optimizer step / mmengine's default constructor's
+GROUPS_GOAL = 2.
 
 
 def cuda_tests() -> dict:
@@ -70,6 +77,22 @@ def cuda_tests() -> dict:
         seconds=time.time() - t0,
         cases=cases,
         tail=(proc.stdout + proc.stderr)[-2000:])
+
+
+def optimizer_steps(quick: bool) -> dict:
+    """``bench_optimizer_step.py``'s JSON, run in its own process."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, 'optimizer_step.json')
+        cmd = [
+            sys.executable,
+            os.path.join(HERE, 'bench_optimizer_step.py'), '--out', out,
+            '--rounds', '3' if quick else '50'
+        ]
+        if quick:
+            cmd += ['--configs', 'cifar_vgg16_bn']
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        with open(out) as f:
+            return json.load(f)
 
 
 def sizes(row: dict, quick: bool) -> types.SimpleNamespace:
@@ -112,6 +135,7 @@ def main(argv=None) -> int:
         report['rows'][name] = measure(model, sizes(row, args.quick), device,
                                        amp)
     report['kernels'] = kernel_report(device)
+    report['optimizer_step'] = optimizer_steps(args.quick)
     q = {k: r['ratios'] for k, r in report['rows'].items()}
     r50 = q['resnet50_b32_bf16']
     goals = [
@@ -141,6 +165,16 @@ def main(argv=None) -> int:
             value=r50['step_shifted_vs_wd'] - 1,
             met=r50['step_shifted_vs_wd'] - 1 <= SHIFTED_GOAL)
     ]
+    goals += [
+        dict(
+            goal=f'{name} foreach ops per optimizer step <= {GROUPS_GOAL:g}x '
+            "mmengine's default constructor",
+            value=r['wrs_mm']['foreach_ops'] /
+            r['mmengine_default']['foreach_ops'],
+            met=r['wrs_mm']['foreach_ops']
+            <= GROUPS_GOAL * r['mmengine_default']['foreach_ops'])
+        for name, r in report['optimizer_step']['rows'].items()
+    ]
     report['goals'] = goals
     report['seconds'] = time.time() - t0
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -165,6 +199,16 @@ def main(argv=None) -> int:
               f"{r['step_wrs_tau1_vs_wd'] - 1:>+7.1%} "
               f"{r['step_wrs_tau10_vs_wd'] - 1:>+7.1%} "
               f"{r['step_shifted_vs_wd'] - 1:>+7.1%} {sgdp}")
+    print(f"{'optimizer step':<26} {'groups':>9} {'foreach':>9} "
+          f"{'launches':>11} {'step ratio':>10}")
+    for name, r in report['optimizer_step']['rows'].items():
+        d, w = r['mmengine_default'], r['wrs_mm']
+        launches = f"{d.get('kernel_launches', '-')}/" \
+            f"{w.get('kernel_launches', '-')}"
+        print(f"{name:<26} {d['groups_with_params']:>4}/"
+              f"{w['groups_with_params']:<4} {d['foreach_ops']:>4}/"
+              f"{w['foreach_ops']:<4} {launches:>11} "
+              f"{r['step_ratio']:>10.2f}")
     for g in goals:
         print(f"{'met   ' if g['met'] else 'MISSED'} {g['goal']}: "
               f"{g['value']:.3g}")

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 
+import per_param  # noqa: F401
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
@@ -32,12 +33,14 @@ STRATEGIES = dict(
 
 
 def variant_cfg(out: str, variant: str) -> dict:
-    """ddp / fsdp: WRS, the shifted L2 and the norm probe; fsdp_hook: WRS
-    alone, fsdp_norm: the norm probe alone (the hook refuses)."""
+    """ddp / fsdp: WRS, the shifted L2 and the norm probe; ddp_per_param: the
+    same as ddp with one param group per parameter; fsdp_hook: WRS alone,
+    fsdp_norm: the norm probe alone (the hook refuses)."""
     hooks = dict(fsdp_hook=[WRS], fsdp_norm=[NORM]).get(variant, [WRS, NORM])
     optim = dict(
         optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4),
-        constructor='WRSOptimWrapperConstructor')
+        constructor='PerParamWRSConstructor'
+        if variant == 'ddp_per_param' else 'WRSOptimWrapperConstructor')
     if variant not in ('fsdp_hook', 'fsdp_norm'):
         optim['paramwise_cfg'] = dict(
             shifted_reg=dict(eps=0.5, include=r'conv2'))

@@ -99,8 +99,8 @@ def test_compiled_training_matches_eager_with_every_feature(vgg_cfg):
     plugin = comp.optim_wrapper._wrs_mm_plugin
     assert len(plugin.report.invariant()) == 13
     shifted = [
-        g for g in comp.optim_wrapper.optimizer.param_groups
-        if g.get('wrs_mm_role') == 'shifted_lp'
+        p for g in comp.optim_wrapper.optimizer.param_groups
+        if g.get('wrs_mm_role') == 'shifted_lp' for p in g['params']
     ]
     assert len(shifted) == 10
     # the analysis ran outside the graph: the only graph break of ours

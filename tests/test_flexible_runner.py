@@ -16,8 +16,13 @@ import toy
 
 
 def test_ddp_strategy_two_processes(tmp_path):
-    toy.torchrun('flexible_train.py', [tmp_path, 'ddp'], 2)
+    """Identical ranks, and bitwise the training of one param group per
+    parameter (``per_param.PerParamWRSConstructor``)."""
+    toy.torchrun('flexible_train.py', [tmp_path, 'ddp', 'ddp_per_param'], 2)
     a, b = toy.load_identical_ranks(tmp_path / 'ddp')
+    ref, _ = toy.load_identical_ranks(tmp_path / 'ddp_per_param')
+    for k, v in a['params'].items():
+        assert torch.equal(v, ref['params'][k]), k
     assert a['rescales'] == b['rescales'] == 3
     assert a['records'] == b['records'] == 6  # NormDynamicsHook, every step
     conv1 = a['params']['net.conv1.weight'].flatten(1)  # rescaled last step

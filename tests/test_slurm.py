@@ -14,9 +14,11 @@ munge installed with apt when missing), CPU tasks on gloo.
 
 The tests share the cluster, so they run in one pytest-xdist worker.
 """
+import copy
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import time
@@ -215,6 +217,13 @@ def test_paired_study_submits_resumes_and_collects(slurm, tmp_path):
         'squeue', '-h', '-o', '%i').stdout.split())
     assert not (run0 / 'paired_study_run.json').is_file()
     assert not (run0 / 'epoch_3.pth').is_file()
+    # mmengine saves an epoch's checkpoint before its validation: a cancel
+    # landing between the two leaves that epoch without a value, which the
+    # resumed run (from that checkpoint) does not repeat
+    validated = {step for step, _ in read_curve(str(run0), METRIC)}
+    saved = int(
+        re.search(r'epoch_(\d+)\.pth',
+                  (run0 / 'last_checkpoint').read_text()).group(1))
     # collected: the cancelled run failed (exit 1), the others are queued or
     # done, the table holds only what is done
     out = run(tool + slurm_args + ['--collect-only'], env, returncode=1)
@@ -240,7 +249,11 @@ def test_paired_study_submits_resumes_and_collects(slurm, tmp_path):
     a, b = (
         json.loads((d / 'paired_study.json').read_text())
         for d in (study, local))
-    assert a['arms'] == b['arms'] and a['curves'] == b['curves']
+    expected = copy.deepcopy(b['curves'])
+    expected['wrs']['0'] = [
+        c for c in expected['wrs']['0'] if c[0] in validated or c[0] > saved
+    ]
+    assert a['arms'] == b['arms'] and a['curves'] == expected
     assert a['arms']['shifted']['vs_baseline']['seeds'] == [0, 1]
     toy.assert_same_weights(
         toy.checkpoint_weights(run0 / 'epoch_3.pth'),

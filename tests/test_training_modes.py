@@ -55,13 +55,21 @@ def test_resume_with_shifted_regularizer_and_norm_dynamics_is_exact(tmp_path):
     full, resumed = toy.train_and_resume(tmp_path, NORM, SHIFTED)
     toy.assert_same_state(full.model, resumed.model)
     groups = resumed.optim_wrapper.optimizer.param_groups
-    assert sum(g.get('wrs_mm_role') == 'shifted_lp' for g in groups) == 2
+    assert sum(
+        len(g['params']) for g in groups
+        if g.get('wrs_mm_role') == 'shifted_lp') == 2
     after = [r for r in _records(tmp_path / 'full') if r['iter'] > 3]
     assert _records(tmp_path / 'resumed') == after
 
 
 def test_ddp_with_shifted_regularizer_and_norm_dynamics(tmp_path):
+    """Identical ranks, and bitwise the training of one param group per
+    parameter (``per_param.PerParamWRSConstructor``)."""
     toy.torchrun('ddp_train.py', [tmp_path, 'shifted'], 2)
     a, b = toy.load_identical_ranks(tmp_path)
-    assert a['shifted_groups'] == b['shifted_groups'] == 2
+    assert a['shifted_params'] == b['shifted_params'] == 2
     assert len(_records(tmp_path)) == 6  # rank 0 writes every step
+    ref, _ = toy.load_identical_ranks(tmp_path / 'per_param')
+    for key in ('params', 'buffers'):
+        for k, v in a[key].items():
+            assert torch.equal(v, ref[key][k]), k

@@ -78,6 +78,59 @@ def runner_cfg(work_dir, max_iters=10, hook=None, optim=None, **kw):
 CHECKPOINT_AT_3 = dict(
     checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False))
 
+#: the schedules the param-group layouts are compared under: a linear lr
+#: warm-up, then cosine lr and momentum
+SCHEDULES = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=6,
+        eta_min=1e-3,
+        by_epoch=False,
+        begin=2,
+        end=8),
+    dict(
+        type='CosineAnnealingMomentum',
+        T_max=8,
+        eta_min=0.5,
+        by_epoch=False,
+        begin=0,
+        end=8)
+]
+
+
+def layout_case_cfg(work_dir,
+                    constructor='WRSOptimWrapperConstructor',
+                    optimizer=None,
+                    shifted_mode='coupled',
+                    max_iters=6,
+                    **kw):
+    """The toy run the param-group layouts are compared on: WRS (tau 2, with
+    the optimizer state) on every weight but conv2, the shifted L2 on conv2,
+    half the lr on the head, no decay on BN, under :data:`SCHEDULES`, a
+    checkpoint every 3 iterations."""
+    optim = dict(
+        optimizer=optimizer or dict(
+            type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4, foreach=True),
+        constructor=constructor,
+        paramwise_cfg=dict(
+            custom_keys={'net.fc': dict(lr_mult=0.5)},
+            norm_decay_mult=0.,
+            shifted_reg=dict(eps=0.5, include='conv2', mode=shifted_mode)))
+    optim.update(kw.pop('optim_wrapper', {}))
+    return runner_cfg(
+        work_dir,
+        max_iters,
+        hook=dict(
+            type='WeightRescaleHook',
+            interval=2,
+            exclude='conv2',
+            rescale_optimizer_state=True),
+        optim=optim,
+        param_scheduler=SCHEDULES,
+        default_hooks=CHECKPOINT_AT_3,
+        **kw)
+
 
 def resumed_runner(tmp_path,
                    hook=None,

@@ -52,8 +52,9 @@ def build_from_config(
         pretrained: keep the config's ``Pretrained`` init (a download); with
             False the model starts from its random init.
         synthetic: ``(height, width)``: random images with random targets
-            (mmdet: four boxes of class 1; mmseg: random label maps) instead of
-            the train dataloader, for configs whose data is not on disk.
+            (mmdet: four boxes of class 1; mmseg: random label maps; wrs_mm's
+            ``ImageClassifier``: random labels) instead of the train
+            dataloader, for configs whose data is not on disk.
     """
     cfg = cfg.copy()
     if not pretrained:
@@ -118,7 +119,20 @@ def _synthetic_batches(cfg: Config, model, batch_size: int, h: int, w: int):
                     dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
                 samples.append(sample)
             yield dict(inputs=inputs, data_samples=samples)
+        elif cfg.model.type == 'ImageClassifier':
+            from mmengine.structures import BaseDataElement
+            inputs = torch.randint(
+                0,
+                256, (batch_size, 3, h, w),
+                generator=gen,
+                dtype=torch.uint8)
+            labels = torch.randint(
+                0, cfg.model.num_classes, (batch_size, ), generator=gen)
+            yield dict(
+                inputs=list(inputs),
+                data_samples=[BaseDataElement(gt_label=k) for k in labels])
         else:
             raise ValueError(
-                f'synthetic batches are made for mmdet and mmseg configs '
-                f"(default_scope 'mmdet' / 'mmseg'), not {scope!r}")
+                'synthetic batches are made for mmdet and mmseg configs '
+                "(default_scope 'mmdet' / 'mmseg') and wrs_mm's "
+                f'ImageClassifier, not {scope!r} / {cfg.model.type!r}')

@@ -2,12 +2,14 @@
 registries (visible from the mmdet / mmseg default scopes).
 
 * :class:`WeightRescaleHook` (``custom_hooks``): WRS every ``interval`` steps;
-* :class:`WRSOptimWrapperConstructor` (``optim_wrapper.constructor``): one
-  param group per parameter, and ``paramwise_cfg.shifted_reg``;
+* :class:`WRSOptimWrapperConstructor` (``optim_wrapper.constructor``): param
+  groups by settings, with a group per role for the weights WRS or the
+  shifted regularizer take the decay off, and ``paramwise_cfg.shifted_reg``;
 * :class:`NormDynamicsHook`: weight-norm / effective-lr diagnostics;
 * :class:`WRSPlugin` (``plugin.py``): where they meet (the analysis of the
   first forward, the optimizer-step callbacks and their order), and
-  ``param_groups.py``: what they write in the optimizer's param groups.
+  ``param_groups.py``: the optimizer's param groups, and what the features
+  write in them.
 """
 from mmengine.config.utils import MODULE2PACKAGE
 

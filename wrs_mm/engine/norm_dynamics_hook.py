@@ -67,7 +67,6 @@ class NormDynamicsHook(Hook):
         self._next = 0
         self._active = False
         self._probe: Optional[StepProbe] = None
-        self._groups = []
         self._plugin = None
         self._runner = None
 
@@ -86,11 +85,8 @@ class NormDynamicsHook(Hook):
 
     def before_train(self, runner) -> None:
         self._runner = runner
-        opt = runner.optim_wrapper.optimizer
         self._next = (runner.iter + self.interval - 1) // self.interval \
             * self.interval
-        index = group_index(opt)
-        self._groups = [index[id(p)] for _, p in self._probe.named_params]
         self._plugin = WRSPlugin.of(runner.optim_wrapper, runner.model)
         self._plugin.on_step(NORM_DYNAMICS, pre=self._pre, post=self._post)
 
@@ -100,8 +96,10 @@ class NormDynamicsHook(Hook):
 
     def _pre(self) -> None:
         self._active = self._runner.iter >= self._next
-        if self._active:
-            self._probe.before([g['lr'] for g in self._groups])
+        if self._active:  # the groups now: the analysis moves weights
+            index = group_index(self._plugin.optimizer)
+            self._probe.before(
+                [index[id(p)]['lr'] for _, p in self._probe.named_params])
 
     def _post(self) -> None:
         if not self._active:

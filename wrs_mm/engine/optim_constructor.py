@@ -1,5 +1,6 @@
-"""Optimizer-wrapper constructor: one param group per parameter (so that the
-WRS decay split can act per weight), and the eps-shifted Lp regularizer."""
+"""Optimizer-wrapper constructor: param groups by settings, with a group per
+wrs_mm role to take the decay off exactly the weights WRS or the shifted
+regularizer act on, and the eps-shifted Lp regularizer."""
 import inspect
 from typing import Optional
 
@@ -11,8 +12,8 @@ from torch import nn
 
 from ..core import ShiftedLpEntry, ShiftedLpRegularizer
 from ..core.shifted_lp import check_options
-from .param_groups import (CONFIGURED_DECAY, ROLE_SHIFTED, claim_groups,
-                           groups_summary)
+from .param_groups import (CONFIGURED_DECAY, ROLE_SHIFTED, ROLE_WRS,
+                           claim_groups, group_by_settings, groups_summary)
 from .plugin import SHIFTED_REG, WRSPlugin, refuse_sharding, unwrap
 from .selection import check_patterns_match, compile_patterns, select
 
@@ -32,11 +33,16 @@ SHIFTED_DEFAULTS = dict(
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """``DefaultOptimWrapperConstructor`` with one param group per parameter,
-    so that ``WeightRescaleHook`` and ``shifted_reg`` can remove the decay of
-    exactly the weights they act on (:mod:`wrs_mm.engine.param_groups`); every
-    ``paramwise_cfg`` option (``custom_keys``, ``norm_decay_mult``,
-    ``bias_decay_mult``, ...) works as usual.
+    """``DefaultOptimWrapperConstructor`` whose param groups let
+    ``WeightRescaleHook`` and ``shifted_reg`` remove the decay of exactly the
+    weights they act on: every ``paramwise_cfg`` option (``custom_keys``,
+    ``norm_decay_mult``, ``bias_decay_mult``, ...) sets each parameter's
+    settings as usual, then the parameters of equal settings share one group,
+    and each such class gets an empty group per wrs_mm role (its settings with
+    ``weight_decay=0``) that the chosen weights move into before the first
+    step (:mod:`wrs_mm.engine.param_groups`). A step costs the optimizer's
+    multi-tensor ops once per non-empty group: two groups for a config
+    without ``paramwise_cfg`` (one with mmengine's default constructor).
 
     ``paramwise_cfg.shifted_reg`` adds the eps-shifted Lp regularizer (Li et
     al., Sec. 5; see :mod:`wrs_mm.core.shifted_lp`), which replaces the weight
@@ -104,6 +110,12 @@ class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         self.add_params(params, model)  # one group per parameter
         optimizer_cfg[first_arg] = params
         optimizer = OPTIMIZERS.build(optimizer_cfg)
+        roles = (ROLE_WRS, ) + (
+            (ROLE_SHIFTED, ) if self.shifted_cfg is not None else ())
+        group_by_settings(optimizer, {
+            id(p): n
+            for n, p in model.named_parameters()
+        }, roles)
         wrapper_cfg = self.optim_wrapper_cfg.copy()
         wrapper_cfg.setdefault('type', 'OptimWrapper')
         if 'DeepSpeed' in str(wrapper_cfg['type']):
