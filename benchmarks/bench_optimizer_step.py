@@ -15,7 +15,8 @@ first-forward analysis of a synthetic batch chooses them with the config's
 hook's eps check aside: it refuses single weights, which moves no group).
 Then, with the same random gradients: the ops of one step once the momentum
 buffers exist (``torch.profiler``; on CUDA also the kernel launches), and
-the steps timed alternating, medians.
+the steps timed alternating, medians. The optimizer step alone: the shifted
+regularizer's own op, which runs before it, is measured by ``bench_wrs.py``.
 
     python benchmarks/bench_optimizer_step.py [--rounds 20]
         [--configs yolov3 ...] [--out bench.json]
@@ -36,6 +37,7 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 from wrs_mm.apis import build_from_config, load_config
 from wrs_mm.core import analyze_invariance
+from wrs_mm.engine import WRSPlugin
 from wrs_mm.engine.param_groups import (ROLE_SHIFTED, ROLE_WRS, claim_groups,
                                         group_index)
 from wrs_mm.engine.selection import compile_patterns, select
@@ -70,7 +72,8 @@ def build_optimizer(cfg, model, constructor: str):
         dict(
             type=constructor,
             optim_wrapper_cfg=wrapper,
-            paramwise_cfg=paramwise or None))(model).optimizer
+            paramwise_cfg=paramwise or None))(
+                model)
 
 
 def claims(cfg) -> list:
@@ -153,6 +156,9 @@ def measure(config: str, size, rounds: int) -> dict:
                             'DefaultOptimWrapperConstructor'),
                            ('wrs_mm', 'WRSOptimWrapperConstructor'))
     }
+    # the groups alone: the shifted regularizer's own op (bench_wrs.py) off
+    WRSPlugin.of(optimizers['wrs_mm'], model).remove()
+    optimizers = {name: w.optimizer for name, w in optimizers.items()}
     claimed = claim_like_a_run(cfg, model, loss, next(batches),
                                optimizers['wrs_mm'])
     gen = torch.Generator().manual_seed(0)

@@ -51,7 +51,7 @@ PLUGIN_TESTS = [
     'tests/test_shifted_constructor.py', 'tests/test_norm_dynamics_hook.py',
     'tests/test_plugin.py', 'tests/test_training_modes.py',
     'tests/test_flexible_runner.py', 'tests/test_config_checks.py',
-    'tests/test_compile.py'
+    'tests/test_compile.py', 'tests/test_param_groups.py'
 ]
 #: what a skip in the user environment may name: the release it needs, or
 #: a CUDA device (skipped on every CPU machine)

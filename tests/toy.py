@@ -107,14 +107,14 @@ def layout_case_cfg(work_dir,
                     **kw):
     """The toy run the param-group layouts are compared on: WRS (tau 2, with
     the optimizer state) on every weight but conv2, the shifted L2 on conv2,
-    half the lr on the head, no decay on BN, under :data:`SCHEDULES`, a
-    checkpoint every 3 iterations."""
+    half the lr and twice the decay on the head, no decay on BN, under
+    :data:`SCHEDULES`, a checkpoint every 3 iterations."""
     optim = dict(
         optimizer=optimizer or dict(
             type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4, foreach=True),
         constructor=constructor,
         paramwise_cfg=dict(
-            custom_keys={'net.fc': dict(lr_mult=0.5)},
+            custom_keys={'net.fc': dict(lr_mult=0.5, decay_mult=2.)},
             norm_decay_mult=0.,
             shifted_reg=dict(eps=0.5, include='conv2', mode=shifted_mode)))
     optim.update(kw.pop('optim_wrapper', {}))
