@@ -1,5 +1,6 @@
 """WRSPlugin: one per optimizer wrapper, callbacks in the named order, the
-analysis handed out in SETUP_ORDER, every torch hook removed at the end."""
+analysis handed out in SETUP_ORDER, every hook removed at the end, and the
+steps seen after dynamo has stripped torch's optimizer hooks (torch 2.1)."""
 import types
 
 import pytest
@@ -43,8 +44,7 @@ def test_one_plugin_per_wrapper_and_callbacks_in_named_order():
     optimizer.step()
     assert calls == ['shifted pre', 'wrs post']
     plugin.remove()
-    assert not optimizer._optimizer_step_pre_hooks
-    assert not optimizer._optimizer_step_post_hooks
+    assert 'step' not in vars(optimizer)  # the class's step again
     optimizer.step()
     assert calls == ['shifted pre', 'wrs post']
 
@@ -82,7 +82,28 @@ def test_training_leaves_no_torch_hook_behind(tmp_path):
     runner = Runner.from_cfg(cfg)
     runner.train()
     optimizer = runner.optim_wrapper.optimizer
+    assert 'step' not in vars(optimizer)
     assert not optimizer._optimizer_step_pre_hooks
     assert not optimizer._optimizer_step_post_hooks
     assert not runner.model._forward_hooks
     assert not runner.model._forward_pre_hooks
+
+
+def test_steps_are_seen_after_anything_was_compiled(tmp_path):
+    """torch 2.1's dynamo removes the hooks of every torch optimizer class
+    the first time anything is compiled in the process; the plugin wraps the
+    optimizer's ``step`` itself, so WRS still rescales at every step."""
+    torch.compile(lambda x: x * 2, backend='eager')(torch.ones(2))
+    probe = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1)
+    seen = []
+    probe.register_step_post_hook(lambda *_: seen.append(1))
+    probe.step()
+    runner = Runner.from_cfg(
+        toy.runner_cfg(
+            tmp_path, 3, hook=dict(type='WeightRescaleHook', interval=1)))
+    runner.train()
+    hook = runner.hooks[[type(h).__name__
+                         for h in runner.hooks].index('WeightRescaleHook')]
+    assert hook.steps == 3 and hook.num_rescales == 3, (hook.steps, seen)
+    w = runner.model.net.conv1.weight.detach().flatten(1)
+    assert torch.allclose(w.norm(dim=1), torch.ones(w.shape[0]), atol=1e-5)

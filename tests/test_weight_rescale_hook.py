@@ -311,7 +311,7 @@ def test_rescale_optimizer_state_option(tmp_path, carry):
     """With the option, every rescale scales the conv rows' momentum by the
     rows' norms (the math is tested in test_core_rescale); without it the
     buffers are left alone."""
-    from wrs_mm.engine import weight_rescale_hook as mod
+    from wrs_mm.core import rescale as mod
     seen = []
     real = mod.rescale_optimizer_state
 

@@ -67,6 +67,12 @@ def close_distributed() -> None:
     gc.collect()
 
 
+def read_config(path: str) -> Config:
+    """A config file, or ``mmdet::x.py`` / ``mmseg::x.py``: a config of an
+    installed package (mmengine's ``get_config``)."""
+    return get_config(path) if '::' in path else Config.fromfile(path)
+
+
 def load_config(path: str,
                 cfg_options=None,
                 launcher: str = 'none',
@@ -75,8 +81,7 @@ def load_config(path: str,
     ``mmseg::`` for an installed package's config): ``--cfg-options`` merged,
     the launcher set, ``work_dir`` from the argument, the config, or
     ``./work_dirs/<config name>``."""
-    # 'mmdet::x.py' / 'mmseg::x.py': a config of an installed package
-    cfg = get_config(path) if '::' in path else Config.fromfile(path)
+    cfg = read_config(path)
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)

@@ -152,18 +152,8 @@ def run_study(arms: Sequence[Arm],
     ``{'curves': {arm: {seed: curve}}, 'failed': [...], 'commands': [...],
     'states': [...]}`` (``curves`` of the runs that count, see the module
     docstring; ``states`` as :func:`run_states`)."""
-    if launcher not in LAUNCHERS:
-        raise ValueError(f'paired study: launcher must be one of '
-                         f'{LAUNCHERS}, got {launcher!r}')
-    names = [a.name for a in arms]
-    if len(set(names)) != len(names) or not arms:
-        raise ValueError('paired study: give arms with distinct names, got '
-                         f'{names}')
-    if not seeds:
-        raise ValueError('paired study: give at least one seed')
-    if tools_dir is None:
-        from ..testing import repo_root
-        tools_dir = osp.join(repo_root(), 'tools')
+    _check_study(arms, seeds, launcher)
+    tools_dir = tools_dir or package_tools()
     runs = [(arm, s, osp.abspath(run_dir(work_dir, arm.name, s)))
             for arm in arms for s in seeds]
     commands = [
@@ -193,6 +183,29 @@ def run_study(arms: Sequence[Arm],
             dict(arm=r['arm'], seed=r['seed'], log=r['log']) for r in states
             if r['state'] == 'failed'
         ]
+    return dict(
+        curves=_counted_curves(runs, states, metric),
+        failed=failed,
+        commands=commands,
+        states=states)
+
+
+def _check_study(arms: Sequence[Arm], seeds: Sequence[int],
+                 launcher: str) -> None:
+    if launcher not in LAUNCHERS:
+        raise ValueError(f'paired study: launcher must be one of '
+                         f'{LAUNCHERS}, got {launcher!r}')
+    names = [a.name for a in arms]
+    if len(set(names)) != len(names) or not arms:
+        raise ValueError('paired study: give arms with distinct names, got '
+                         f'{names}')
+    if not seeds:
+        raise ValueError('paired study: give at least one seed')
+
+
+def _counted_curves(runs, states, metric: str) -> Dict[str, Dict[int, list]]:
+    """``{arm: {seed: curve}}`` of the runs that count (done, or finished
+    outside the study)."""
     counted = {(r['arm'], r['seed'])
                for r in states if r['state'] in ('done', 'foreign')}
     curves: Dict[str, Dict[int, list]] = {}
@@ -200,7 +213,14 @@ def run_study(arms: Sequence[Arm],
         c = read_curve(wd, metric) if (arm.name, s) in counted else []
         if c:
             curves.setdefault(arm.name, {})[s] = c
-    return dict(curves=curves, failed=failed, commands=commands, states=states)
+    return curves
+
+
+def package_tools() -> str:
+    """wrs_mm's ``tools/`` as installed: ``wrs_mm/.mim/tools`` (links into
+    the checkout for an editable install; setup.py)."""
+    package = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    return osp.join(package, '.mim', 'tools')
 
 
 def train_here(todo, launcher: str, jobs: int, gpus: int, tools_dir: str,
@@ -347,13 +367,13 @@ def run_states(runs, work_dir: str, run_env: Optional[dict] = None) -> list:
 
 def states_table(states: list) -> str:
     """:func:`run_states` as a markdown table: arm, seed, state, job, log."""
-    rows = ['| arm | seed | state | job | log |', '|---|---|---|---|---|']
-    rows += [
+    lines = ['| arm | seed | state | job | log |', '|---|---|---|---|---|']
+    lines += [
         f"| {r['arm']} | {r['seed']} | {r['detail']} | {r['job'] or '-'} | "
         f"{r['log'] if r['state'] in ('failed', 'running') else '-'} |"
         for r in states
     ]
-    return '\n'.join(rows)
+    return '\n'.join(lines)
 
 
 def cancel_study(work_dir: str, env: Optional[dict] = None) -> List[str]:
@@ -418,7 +438,7 @@ def summarize(finals: Dict[str, Dict[int, float]], baseline: str,
 def markdown_table(summary: dict) -> str:
     """The summary as a markdown table: one row per arm."""
     m, base = summary['metric'], summary['baseline']
-    rows = [
+    lines = [
         f'| arm | seeds | {m} mean +- std | minus {base} [95 % CI] | '
         'better / ties / worse |', '|---|---|---|---|---|'
     ]
@@ -430,9 +450,9 @@ def markdown_table(summary: dict) -> str:
             diff = (f"{p['mean']:+.2f} [{p['ci95'][0]:+.2f}, "
                     f"{p['ci95'][1]:+.2f}]")
             wins = f"{p['wins']} / {p['ties']} / {p['losses']}"
-        rows.append(f"| {name} | {a['n']} | {a['mean']:.2f} +- "
-                    f"{a['std']:.2f} | {diff} | {wins} |")
-    return '\n'.join(rows)
+        lines.append(f"| {name} | {a['n']} | {a['mean']:.2f} +- "
+                     f"{a['std']:.2f} | {diff} | {wins} |")
+    return '\n'.join(lines)
 
 
 def plot_curves(curves: Dict[str, Dict[int, list]],

@@ -48,13 +48,13 @@ class StepProbe:
 
     @torch.no_grad()
     def after(self, all_channels: bool = False) -> Dict[str, dict]:
-        rows = []
+        stats = []
         for name, p, lr, w2, g2, wg in self._pre:
             w2_after = torch.linalg.vector_norm(_rows(p), dim=1)**2
             cos = wg / (w2.sqrt() * g2.sqrt()).clamp_min(1e-30)
             norm = w2.sqrt()
             std = _rows(p).std(dim=1) if p[0].numel() > 1 else norm * 0
-            rows.append(
+            stats.append(
                 torch.stack([
                     norm.min(),
                     norm.mean(),
@@ -65,9 +65,9 @@ class StepProbe:
                     std.min(),
                     std.mean()
                 ]))
-        if not rows:
+        if not stats:
             return {}
-        values = torch.stack(rows).cpu().tolist()  # the one host sync
+        values = torch.stack(stats).cpu().tolist()  # the one host sync
         keys = ('norm_min', 'norm_mean', 'norm_max', 'cos_abs_mean',
                 'cos_abs_max', 'eff_lr', 'dnorm2', 'pred_dnorm2', 'std_min',
                 'std_mean')

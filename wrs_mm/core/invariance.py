@@ -36,7 +36,6 @@ from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
-KINDS = ('channel', 'group', 'tensor', 'ws', 'none')
 #: the normalisations whose batch statistics make a weight invariant
 NORMS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 _PRODUCERS = (nn.modules.conv._ConvNd, nn.Linear)
@@ -310,8 +309,19 @@ def _standardises_weight(module: nn.Module,
                              getattr(type(module), '_conv_forward',
                                      None)) == _PLAIN_FORWARDS[base]:
         return None  # a plain layer: its weight is used as it is
-    if x is None:
-        return None
+    if x is not None and _probe_standardises(module, x):
+        return (f'{type(module).__name__} standardises its weight (probe on '
+                'the weight\'s contribution): invariant to per-channel scale '
+                'and shift')
+    return None
+
+
+def _probe_standardises(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``module``'s output (bias zeroed, float64, on ``x``) stays
+    within 1e-3 of its norm when each output channel of its weight is scaled
+    by a factor in [0.5, 2] and shifted; False when the forward fails or its
+    output is zero or not finite."""
+    w = module.weight
     gen = torch.Generator().manual_seed(0)
     shape = (w.shape[0], ) + (1, ) * (w.dim() - 1)
     w64 = w.detach().double()
@@ -337,15 +347,11 @@ def _standardises_weight(module: nn.Module,
         state['weight'] = w64 * scale + shift * w64.std()
         y1 = functional_call(module, state, (xs, ))
     except (RuntimeError, TypeError):  # e.g. a forward that needs its dtype
-        return None
+        return False
     ref = y0.norm()
     if not torch.isfinite(ref) or ref == 0:
-        return None
-    if (y1 - y0).norm() <= 1e-3 * ref:
-        return (f'{type(module).__name__} standardises its weight (probe on '
-                'the weight\'s contribution): invariant to per-channel scale '
-                'and shift')
-    return None
+        return False
+    return bool((y1 - y0).norm() <= 1e-3 * ref)
 
 
 def classify(model: nn.Module, loss_roots,

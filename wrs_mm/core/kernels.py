@@ -69,6 +69,16 @@ def row_blocks_ok(p: torch.Tensor, rows: int) -> bool:
     return p.shape[0] == 1 or p.stride(0) == p.numel() // p.shape[0]
 
 
+def upload(values: Sequence, dtype: torch.dtype,
+           device: torch.device) -> torch.Tensor:
+    """``values`` as a tensor on ``device`` without a host synchronisation
+    (through pinned memory on CUDA)."""
+    host = torch.tensor(values, dtype=dtype)
+    if device.type == 'cuda':
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
+
+
 class RowTable:
     """Device tables describing ``params`` split into ``rows`` each."""
 
@@ -92,19 +102,12 @@ class RowTable:
         self._grad_ptrs = None
         self._grad_addr = None
 
-    @staticmethod
-    def _upload(ptrs: List[int], device) -> torch.Tensor:
-        host = torch.tensor(ptrs, dtype=torch.int64)
-        if device.type == 'cuda':  # asynchronous: no host synchronisation
-            return host.pin_memory().to(device, non_blocking=True)
-        return host.to(device)
-
     def param_addresses(self) -> torch.Tensor:
         """Addresses of the parameters (re-uploaded only when one moved, e.g.
         after ``model.to()``)."""
         ptrs = [p.data_ptr() for p in self.params]
         if ptrs != self._param_ptrs:
-            self._param_addr = self._upload(ptrs, self.params[0].device)
+            self._param_addr = upload(ptrs, torch.int64, self.params[0].device)
             self._param_ptrs = ptrs
         return self._param_addr
 
@@ -122,7 +125,7 @@ class RowTable:
             else:
                 ptrs.append(g.data_ptr())
         if ptrs != self._grad_ptrs:
-            self._grad_addr = self._upload(ptrs, self.params[0].device)
+            self._grad_addr = upload(ptrs, torch.int64, self.params[0].device)
             self._grad_ptrs = ptrs
         return self._grad_addr
 

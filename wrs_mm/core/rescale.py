@@ -15,15 +15,10 @@ weight's initial scale, ``r = sqrt(mean_j ||w_j(0)||^2)``, so that WRS does
 not lower the effective lr of a network whose default initialisation gives
 rows of norm well below 1. Norms are accumulated in fp32 for
 fp16 / bf16 weights. Three implementations, chosen per (device, dtype) by
-``backend``:
-
-* ``'triton'``: one fused kernel launch for all weights (:mod:`.kernels`);
-  the default on CUDA when Triton is installed;
-* ``'torch'``: the pure-torch reference: a packed copy, one norm kernel per
-  distinct row length, one broadcasting ``_foreach_mul_``; the default on CUDA
-  without Triton;
-* ``'loop'``: one norm and one in-place multiply per parameter; the default on
-  CPU, where kernel launches are cheap and the packed copy is not.
+``backend`` (:mod:`.backend`): the fused Triton kernel (one launch for all
+weights, :mod:`.kernels`), the packed pure-torch reference (one norm kernel
+per distinct row length, one broadcasting ``_foreach_mul_``) and a loop of one
+norm and one in-place multiply per parameter (CPU).
 
 No implementation synchronises with the host: the norms stay on the device in
 the returned :class:`RescaleStats`, read (one synchronisation) only when asked
@@ -36,48 +31,10 @@ from typing import List, Optional, Sequence
 import torch
 
 from . import kernels
-from .compat import MIN_TRITON
+from .backend import BucketBackend, check_choice, choose_backend
 from .rows import Bucket, RowEntry, RowPack
-from .selfcheck import checked_kernel_call, warn_fallback
 
-BACKENDS = ('auto', 'triton', 'torch', 'loop')
 CHECKS = ('deferred', 'eager')
-
-
-def check_choice(value, accepted: tuple, key: str) -> None:
-    """Raise a ``ValueError`` naming ``key`` unless ``value`` is accepted."""
-    if value not in accepted:
-        raise ValueError(f'{key} must be one of {accepted}, got {value!r}')
-
-
-def check_backend(backend: str, key: str) -> None:
-    """:func:`check_choice` against :data:`BACKENDS`."""
-    check_choice(backend, BACKENDS, key)
-
-
-def choose_backend(backend: str, bucket: Bucket, owner: str) -> str:
-    """The implementation for ``bucket`` (see the module doc)."""
-    check_backend(backend, f'{owner}.backend')
-    device = bucket.entries[0].param.device
-    blocks = all(
-        kernels.row_blocks_ok(e.param, e.rows) for e in bucket.entries)
-    if backend == 'triton':
-        if not kernels.available(device):
-            why = kernels.UNAVAILABLE or f'the weights are on {device}'
-            raise ValueError(f'{owner}: backend="triton" needs Triton >= '
-                             f'{MIN_TRITON[0][0]}.{MIN_TRITON[0][1]} and a '
-                             f'CUDA device (or TRITON_INTERPRET=1): {why}; '
-                             'use "torch" or "loop"')
-        if not blocks:
-            raise ValueError(f'{owner}: backend="triton" needs weights whose '
-                             'rows are contiguous blocks (contiguous or '
-                             'channels_last); use "torch" or "loop"')
-        return backend
-    if backend == 'auto':
-        if kernels.available(device) and device.type == 'cuda' and blocks:
-            return 'triton'
-        return 'loop' if device.type == 'cpu' else 'torch'
-    return backend
 
 
 def _rows_view(p: torch.Tensor, rows: int) -> Optional[torch.Tensor]:
@@ -225,28 +182,25 @@ class WeightRescaler:
         self.pack = RowPack(entries)
         self.targets = self._resolve_targets(target_norm)
         self.check_finite = check_finite
-        self.backends = [
-            choose_backend(backend, b, 'WeightRescaler')
+        #: per bucket: its backend, and the targets per parameter (the
+        #: kernel) and per row (the torch paths)
+        self.bucket_backends = [
+            BucketBackend(b, choose_backend(backend, b, 'WeightRescaler'),
+                          [self.targets[e.name]
+                           for e in b.entries], self_check)
             for b in self.pack.buckets
         ]
-        self._tables = [
-            kernels.RowTable(b.params, [e.rows for e in b.entries])
-            if k == 'triton' else None
-            for b, k in zip(self.pack.buckets, self.backends)
-        ]
-        self._unchecked = [k == 'triton' and self_check for k in self.backends]
         self._warned: set = set()  # (device, dtype) of failed self-checks
-        # per bucket: one target per parameter (the kernel) and per row (the
-        # torch paths; None for unit targets, the paper's fast path)
-        self._param_targets, self._row_targets = [], []
-        for b in self.pack.buckets:
-            per_param = [self.targets[e.name] for e in b.entries]
-            device = b.entries[0].param.device
-            self._param_targets.append(
-                torch.tensor(per_param, dtype=torch.float32, device=device))
-            self._row_targets.append(None if all(
-                t == 1.
-                for t in per_param) else b.per_row(per_param).to(device))
+
+    @property
+    def backends(self) -> List[str]:
+        """The backend of each bucket (``'torch'`` after a failed check)."""
+        return [b.backend for b in self.bucket_backends]
+
+    @staticmethod
+    def _row_targets(b: BucketBackend) -> Optional[torch.Tensor]:
+        """Per row; None for unit targets (the paper's, the fast path)."""
+        return None if all(t == 1. for t in b.values) else b.per_row()
 
     def _resolve_targets(self, target_norm) -> dict:
         names = [e.name for e in self.pack.entries]
@@ -267,36 +221,36 @@ class WeightRescaler:
     @torch.no_grad()
     def __call__(self) -> RescaleStats:
         eager = self.check_finite == 'eager'
-        buckets = range(len(self.pack.buckets))
-        norms = [self._bucket(i, apply=not eager) for i in buckets]
+        norms = [
+            self._bucket(b, apply=not eager) for b in self.bucket_backends
+        ]
         stats = RescaleStats(
-            norms, self.pack.buckets, not eager, targets=self._row_targets)
+            norms,
+            self.pack.buckets,
+            not eager,
+            targets=[self._row_targets(b) for b in self.bucket_backends])
         if eager:
             stats.norm_mean  # raises before any weight is modified
-            for i, n in zip(buckets, norms):
-                self._bucket(i, apply=True, norms=n)
+            for b, n in zip(self.bucket_backends, norms):
+                self._bucket(b, apply=True, norms=n)
         return stats
 
     def _bucket(self,
-                i: int,
+                b: BucketBackend,
                 apply: bool,
                 norms: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """:meth:`_run` on bucket ``i``, the first Triton use checked."""
-        bucket, table = self.pack.buckets[i], self._tables[i]
-        targets = (self._param_targets[i], self._row_targets[i])
-        if self._unchecked[i]:
-            self._unchecked[i] = False
-            out, what, diff = checked_kernel_call(
-                bucket.params,
-                lambda: kernels.rescale_rows(table, targets[0], apply),
-                lambda: self._run(bucket, 'torch', None, targets, apply))
-            if what is None:
+        """:meth:`_run` on one bucket, the first Triton use checked."""
+        per_row = self._row_targets(b)
+        if b.unchecked:
+            done, out = b.first_use(
+                'WeightRescaler', self._warned, b.bucket.params,
+                lambda: kernels.rescale_rows(b.table, b.per_param(), apply),
+                lambda: self._run(b.bucket, 'torch', None,
+                                  (None, per_row), apply))
+            if done:
                 return out
-            p = bucket.params[0]
-            warn_fallback('WeightRescaler', p.device, p.dtype, what, diff,
-                          self._warned)
-            self.backends[i], self._tables[i] = 'torch', None
-        return self._run(bucket, self.backends[i], self._tables[i], targets,
+        per_param = b.per_param() if b.backend == 'triton' else None
+        return self._run(b.bucket, b.backend, b.table, (per_param, per_row),
                          apply, norms)
 
     @staticmethod

@@ -27,10 +27,9 @@ p = 2 this is ``lambda * [(1 - eps/s) c + mu]``. Rows of zero norm get zero
 shift term.
 
 The step never synchronises with the host. Implementations, chosen per
-(device, dtype) by ``backend`` as for :class:`~wrs_mm.core.WeightRescaler`:
-``'triton'`` (one fused launch for all weights, p = 2 only; the default on CUDA
-with Triton), ``'torch'`` (the packed pure-torch reference) and ``'loop'`` (per
-parameter; the default on CPU).
+(device, dtype) by ``backend`` (:mod:`.backend`): ``'triton'`` (one fused
+launch for all weights, p = 2 only), ``'torch'`` (the packed pure-torch
+reference) and ``'loop'`` (per parameter).
 """
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -38,9 +37,8 @@ from typing import List, Optional, Sequence
 import torch
 
 from . import kernels
-from .rescale import check_backend, choose_backend
+from .backend import BucketBackend, check_backend, choose_backend
 from .rows import RowEntry, RowPack
-from .selfcheck import checked_kernel_call, warn_fallback
 
 MODES = ('coupled', 'decoupled')
 
@@ -73,14 +71,14 @@ def _dnorm(x: torch.Tensor, norm: torch.Tensor, p: float) -> torch.Tensor:
     return torch.sign(x) * (x.abs() / safe)**(p - 1)
 
 
-def shifted_lp_value(rows: torch.Tensor,
+def shifted_lp_value(w: torch.Tensor,
                      eps: float,
                      p: float = 2.,
                      standardized: bool = False) -> torch.Tensor:
-    """Per-row penalty ``R / lambda`` for an ``(R, L)`` matrix of weight
-    vectors."""
+    """Per-row penalty ``R / lambda`` for ``w``, an ``(R, L)`` matrix of
+    weight vectors."""
     check_options(eps, p)
-    x = rows.float()
+    x = w.float()
     if not standardized:
         return 0.5 * (torch.linalg.vector_norm(x, ord=p, dim=1) - eps)**2
     n = x.shape[1]
@@ -90,14 +88,14 @@ def shifted_lp_value(rows: torch.Tensor,
     return 0.5 * ((n - 1) * (s - eps)**2 + n * mu**2)
 
 
-def shifted_lp_grad(rows: torch.Tensor,
+def shifted_lp_grad(w: torch.Tensor,
                     eps: float,
                     p: float = 2.,
                     standardized: bool = False) -> torch.Tensor:
     """Gradient of :func:`shifted_lp_value` (fp32), row-wise, without
     autograd."""
     check_options(eps, p)
-    x = rows.float()
+    x = w.float()
     if not standardized:
         norm = torch.linalg.vector_norm(x, ord=p, dim=1)
         coef = torch.where(norm > 0, norm - eps, torch.zeros_like(norm))
@@ -114,14 +112,13 @@ def shifted_lp_grad(rows: torch.Tensor,
     return coef[:, None] * g + mu
 
 
-def _affine_p2(rows: torch.Tensor, coef: torch.Tensor, eps: float,
+def _affine_p2(w: torch.Tensor, coef: torch.Tensor, eps: float,
                standardized: bool):
     """For p = 2, ``coef * dR/dw_j = a_j * w_j + b_j`` per row:
     ``a = coef (1 - eps/||w||)``, ``b = 0`` (plain) or ``a = coef (1 -
-    eps/s)``, ``b = coef eps mu / s`` (weight-standardised, s = unbiased std).
-    Zero rows
-    get ``a = 0`` (and ``b = coef mu``)."""
-    x = rows.float()
+    eps/s)``, ``b = coef eps mu / s`` (weight-standardised, s = unbiased
+    std). Zero rows get ``a = 0`` (and ``b = coef mu``)."""
+    x = w.float()
     zero = torch.zeros_like(coef)
     if not standardized:
         n = torch.linalg.vector_norm(x, dim=1)
@@ -141,14 +138,6 @@ class ShiftedLpEntry:
     standardized: bool = False
 
 
-def _to_device(values: Sequence[float], device: torch.device) -> torch.Tensor:
-    """fp32 values on ``device`` without a host synchronisation."""
-    host = torch.tensor(values, dtype=torch.float32)
-    if device.type == 'cuda':
-        return host.pin_memory().to(device, non_blocking=True)
-    return host.to(device)
-
-
 class ShiftedLpRegularizer:
     """Applies the eps-shifted Lp regularizer to a set of weights, batched.
 
@@ -156,10 +145,11 @@ class ShiftedLpRegularizer:
         entries: the weights and their lambda.
         eps: the shift (>= 0); the penalty's minimum is at ``||w_j||_p = eps``
             (or ``std(w_j) = eps`` for weight-standardised weights).
-        p: the norm order (>= 1); 2 is the paper's. mode: ``'coupled'`` adds
-        ``dR/dw`` to ``.grad`` before the optimizer step
-            (L2-style, as the paper does with SGD); ``'decoupled'`` shrinks the
-            weights by ``lr * dR/dw`` before the step (AdamW-style).
+        p: the norm order (>= 1); 2 is the paper's.
+        mode: ``'coupled'`` adds ``dR/dw`` to ``.grad`` before the optimizer
+            step (L2-style, as the paper does with SGD); ``'decoupled'``
+            shrinks the weights by ``lr * dR/dw`` before the step
+            (AdamW-style).
         backend: ``'auto'``, ``'triton'`` (p = 2), ``'torch'`` or ``'loop'``
             (module doc).
         self_check: check the Triton kernel against the torch reference on
@@ -185,26 +175,18 @@ class ShiftedLpRegularizer:
             for e in entries
         ])
         lam = {e.name: e.weight_decay for e in entries}
-        self._lam_entries = [[lam[x.name] for x in b.entries]
-                             for b in self.pack.buckets]
-        self.backends, self._tables, self._lam = [], [], []
-        for b, lams in zip(self.pack.buckets, self._lam_entries):
+        #: per bucket: its backend and coefficients, lambda (coupled) or
+        #: lr * lambda (decoupled), per parameter
+        self.bucket_backends = []
+        for b in self.pack.buckets:
             k = choose_backend(backend, b, 'shifted regularizer')
             if k == 'triton' and p != 2:  # 'auto' on CUDA with p != 2
                 k = 'torch'
-            device = b.entries[0].param.device
-            self.backends.append(k)
-            if k == 'triton':
-                self._tables.append(
-                    kernels.RowTable(b.params, [e.rows for e in b.entries]))
-                self._lam.append(_to_device(lams, device))  # per parameter
-            else:
-                self._tables.append(None)
-                self._lam.append(b.per_row(lams).to(device))  # per row
-        self._lrs = None
-        self._coef_backends = None  # the backends _coefs were made for
-        self._coefs = self._lam
-        self._unchecked = [k == 'triton' and self_check for k in self.backends]
+            self.bucket_backends.append(
+                BucketBackend(b, k, [lam[e.name] for e in b.entries],
+                              self_check))
+        self._lams = [list(b.values) for b in self.bucket_backends]
+        self._lrs = None  # the lrs the coefficients are made of (decoupled)
         self._warned: set = set()  # (device, dtype) of failed self-checks
 
     def __len__(self) -> int:
@@ -214,103 +196,81 @@ class ShiftedLpRegularizer:
     def names(self):
         return [e.name for e in self.pack.entries]
 
-    def _coefficients(self, lrs: Optional[Sequence[float]]) -> list:
-        """lambda (coupled) or lr * lambda (decoupled), per parameter
-        (Triton) or per row, on the device; re-uploaded when an lr changed."""
+    @property
+    def backends(self) -> List[str]:
+        """The backend of each bucket (``'torch'`` after a failed check)."""
+        return [b.backend for b in self.bucket_backends]
+
+    def _set_learning_rates(self, lrs: Optional[Sequence[float]]) -> None:
+        """Decoupled: coefficients ``lr * lambda``, re-uploaded when an lr
+        changed."""
         if self.mode == 'coupled':
-            return self._lam
+            return
         if lrs is None or len(lrs) != len(self):
             raise ValueError('decoupled shifted regularizer needs one lr per '
                              f'weight ({len(self)}), got {lrs!r}')
         lrs = list(lrs)
-        if lrs != self._lrs or self.backends != self._coef_backends:
-            self._coefs, first = [], 0
-            for b, k, lams in zip(self.pack.buckets, self.backends,
-                                  self._lam_entries):
-                n = len(b.entries)
-                c = [lr * lam for lr, lam in zip(lrs[first:first + n], lams)]
-                first += n
-                device = b.entries[0].param.device
-                self._coefs.append(
-                    _to_device(c, device) if k ==
-                    'triton' else b.per_row(c).to(device))
-            self._lrs, self._coef_backends = lrs, list(self.backends)
-        return self._coefs
+        if lrs == self._lrs:
+            return
+        first = 0
+        for b, lams in zip(self.bucket_backends, self._lams):
+            n = len(lams)
+            b.set_values(
+                [lr * lam for lr, lam in zip(lrs[first:first + n], lams)])
+            first += n
+        self._lrs = lrs
 
     @torch.no_grad()
     def step_(self, lrs: Optional[Sequence[float]] = None) -> None:
         """Apply one step. ``lrs``: the lr of each weight, in :attr:`names`
         order; required for ``'decoupled'``."""
-        coefs = self._coefficients(lrs)
-        for i, (bucket, k, table, coef) in enumerate(
-                zip(self.pack.buckets, self.backends, self._tables, coefs)):
-            standardized = bucket.entries[0].tag
-            if k == 'triton' and self._unchecked[i]:
-                fallback = self._checked_first_step(i, coef, standardized)
-                if fallback is None:
-                    continue
-                k, coef = 'torch', fallback
-            if k == 'triton':
-                if kernels.shifted_l2_rows(table, coef, self.eps, standardized,
-                                           self.mode == 'coupled'):
-                    continue
-                # a gradient with another layout than its weight (rare)
-                k = 'loop'
-                coef = bucket.per_row(self._host_coefs(i)).to(coef.device)
-            if k == 'loop':
-                self._step_loop(bucket, coef, standardized)
-                continue
-            flat = bucket.gather()
-            coefs_seg = coef.split(bucket.segment_rows)
-            step = self._step_p2 if self.p == 2 else self._step_general
-            step(bucket, flat, coefs_seg, standardized)
+        self._set_learning_rates(lrs)
+        for b in self.bucket_backends:
+            standardized = b.bucket.entries[0].tag
+            path = b.backend
+            if path == 'triton':
+                path = self._kernel_step(b, standardized)
+            if path == 'loop':
+                self._step_loop(b.bucket, b.per_row(), standardized)
+            elif path == 'torch':
+                step = self._step_p2 if self.p == 2 else self._step_general
+                step(b.bucket, b.bucket.gather(),
+                     b.per_row().split(b.bucket.segment_rows), standardized)
 
-    def _checked_first_step(self, i: int, coef: torch.Tensor,
-                            standardized: bool) -> Optional[torch.Tensor]:
-        """Bucket ``i``'s first Triton step, checked against the torch
-        reference (:mod:`.selfcheck`). None: done by the kernel. Else the
-        tensors are as before, and the per-row coefficients for the torch
-        path are returned (after a failed check the bucket keeps it)."""
-        bucket, table = self.pack.buckets[i], self._tables[i]
+    def _kernel_step(self, b: BucketBackend,
+                     standardized: bool) -> Optional[str]:
+        """The fused step of one bucket, its first use checked against the
+        torch reference (:meth:`BucketBackend.first_use`). None when done,
+        else the torch path to take now: ``'torch'`` after a failed check
+        (from now on) or before the first check of a coupled step whose
+        gradients are laid out unlike their weights, ``'loop'`` for such a
+        step once checked."""
         coupled = self.mode == 'coupled'
-        grads = [p.grad for p in bucket.params if p.grad is not None]
-        per_row = bucket.per_row(self._host_coefs(i)).to(coef.device)
-        if coupled and not grads:
-            return None  # no gradient this step: nothing to do
-        if coupled and table.grad_addresses() is None:
-            return per_row  # another gradient layout: torch now, check later
-        self._unchecked[i] = False
+        if b.unchecked:
+            grads = [p.grad for p in b.bucket.params if p.grad is not None]
+            if coupled and not grads:
+                return None  # no gradient this step: nothing to do
+            if coupled and b.table.grad_addresses() is None:
+                return 'torch'  # checked on a later step
 
-        def kernel():
-            kernels.shifted_l2_rows(table, coef, self.eps, standardized,
-                                    coupled)
+            def kernel():
+                kernels.shifted_l2_rows(b.table, b.per_param(), self.eps,
+                                        standardized, coupled)
 
-        def reference():
-            self._step_p2(bucket, bucket.gather(),
-                          per_row.split(bucket.segment_rows), standardized)
+            def reference():
+                self._step_p2(b.bucket, b.bucket.gather(),
+                              b.per_row().split(b.bucket.segment_rows),
+                              standardized)
 
-        # coupled steps write gradients only; the weights are checked too
-        _, what, diff = checked_kernel_call(
-            bucket.params + (grads if coupled else []), kernel, reference)
-        if what is None:
+            # coupled steps write gradients only; the weights are checked too
+            done, _ = b.first_use('shifted regularizer', self._warned,
+                                  b.bucket.params + (grads if coupled else []),
+                                  kernel, reference)
+            return None if done else 'torch'
+        if kernels.shifted_l2_rows(b.table, b.per_param(), self.eps,
+                                   standardized, coupled):
             return None
-        p = bucket.params[0]
-        warn_fallback('shifted regularizer', p.device, p.dtype, what, diff,
-                      self._warned)
-        self.backends[i], self._tables[i] = 'torch', None
-        self._lam[i] = bucket.per_row(self._lam_entries[i]).to(p.device)
-        return per_row  # decoupled: _coefficients re-makes them per row
-
-    def _host_coefs(self, i: int) -> List[float]:
-        """Bucket ``i``'s per-parameter coefficients, on the host."""
-        lams = self._lam_entries[i]
-        if self.mode == 'coupled':
-            return lams
-        first = sum(len(b.entries) for b in self.pack.buckets[:i])
-        return [
-            lr * lam
-            for lr, lam in zip(self._lrs[first:first + len(lams)], lams)
-        ]
+        return 'loop'  # a gradient with another layout than its weight
 
     def _step_loop(self, bucket, coef, standardized) -> None:
         """Per parameter: a few small kernels each (cheap on CPU)."""

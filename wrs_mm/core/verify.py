@@ -192,97 +192,122 @@ def _noise(p: torch.Tensor, gen) -> torch.Tensor:
         p.shape, generator=gen).to(p)
 
 
-def _verify(model, forward, report, rtol, num_refused, seed) -> VerifyResult:
-    params = dict(model.named_parameters())
-    states = get_rng_states()
+class _Perturbations:
+    """The loss of one fixed forward (random generators reset each time)
+    under perturbations of the model's weights, each undone after."""
 
-    def loss() -> float:
-        set_rng_states(states)
+    def __init__(self, model, forward, seed: int):
+        self.params = dict(model.named_parameters())
+        self.saved = {n: p.detach().clone() for n, p in self.params.items()}
+        self.forward, self.states = forward, get_rng_states()
+        self.gen = torch.Generator().manual_seed(seed)
+        self.base = self.loss()
+
+    def loss(self) -> float:
+        set_rng_states(self.states)
         with torch.no_grad():
-            return float(forward())
+            return float(self.forward())
 
-    buffers = _snapshot_buffers(model)
-    saved = {n: p.detach().clone() for n, p in params.items()}
-    gen = torch.Generator().manual_seed(seed)
-
-    def change(perturb) -> float:
+    def change(self, perturb) -> float:
         """Relative loss change with ``perturb()`` applied, then undone."""
         with torch.no_grad():
             names = perturb()
-        r = abs(loss() - base) / max(abs(base), 1e-12)
+        r = abs(self.loss() - self.base) / max(abs(self.base), 1e-12)
         with torch.no_grad():
             for n in names:
-                params[n].copy_(saved[n])
+                self.params[n].copy_(self.saved[n])
         return r
 
-    def rescale(vs, wide=False):
+    def rescale(self, vs, wide: bool = False) -> list:
         for v in vs:
-            p = params[v.name]
-            p.mul_(_rows_factor(p, v.rows or p.shape[0], gen, wide))
+            p = self.params[v.name]
+            p.mul_(_rows_factor(p, v.rows or p.shape[0], self.gen, wide))
             if v.kind == 'ws':
-                p.add_(_rows_factor(p, p.shape[0], gen) * saved[v.name].std())
+                p.add_(
+                    _rows_factor(p, p.shape[0], self.gen) *
+                    self.saved[v.name].std())
         return [v.name for v in vs]
 
-    def noise(vs):
+    def noise(self, vs) -> list:
         for v in vs:
-            params[v.name].add_(_noise(params[v.name], gen))
+            self.params[v.name].add_(_noise(self.params[v.name], self.gen))
         return [v.name for v in vs]
 
+    def restore(self) -> None:
+        with torch.no_grad():
+            for n, p in self.params.items():
+                p.copy_(self.saved[n])
+
+
+def _verify(model, forward, report, rtol, num_refused, seed) -> VerifyResult:
+    buffers = _snapshot_buffers(model)
+    probe = None
     try:
-        base = loss()
-        noise_rel = abs(loss() - base) / max(abs(base), 1e-12)
+        probe = _Perturbations(model, forward, seed)
+        noise_rel = abs(probe.loss() - probe.base) / max(
+            abs(probe.base), 1e-12)
         inv = report.invariant()
-        rel = change(lambda: rescale(inv)) if inv else 0.
+        rel = probe.change(lambda: probe.rescale(inv)) if inv else 0.
         result = VerifyResult(
-            base, rel, len(inv), rtol=rtol, noise_rel=noise_rel)
+            probe.base, rel, len(inv), rtol=rtol, noise_rel=noise_rel)
         if inv:
-            sens = change(lambda: noise(inv))
-            if rel > rtol:
-                outcome = CONTRADICTION
-                result.failures.append(
-                    f'loss changed by {rel:.2e} (> {rtol}) when the '
-                    f'{len(inv)} invariant weights were rescaled')
-            elif sens > 10 * rtol:
-                outcome = INVARIANT
-            else:
-                outcome = CANNOT_TELL
-                result.warnings.append(
-                    f'cannot tell for the {len(inv)} invariant weights: the '
-                    f'loss moves by only {sens:.2e} even when they are '
-                    f'perturbed by noise (rescaled: {rel:.2e})')
-            for v in inv:
-                result.outcomes[v.name] = outcome
-                result.sensitivity[v.name] = sens
+            _judge_invariant(probe, inv, rel, result)
         refused = [
             v for v in report.candidates() if not v.invariant and v.in_graph
         ]
         step = max(1, len(refused) // max(num_refused, 1))
         for v in refused[::step][:num_refused]:
-            r = change(lambda: rescale([v]))
-            result.refused_rel_change[v.name] = r
-            if r <= result.resolution:  # near a stationary point: go wider
-                r = max(r, change(lambda: rescale([v], wide=True)))
-            if r > result.resolution:
-                result.outcomes[v.name] = NOT_INVARIANT
-                continue
-            sens = change(lambda: noise([v]))
-            result.sensitivity[v.name] = sens
-            if sens > max(10 * rtol, 10 * result.resolution):
-                result.outcomes[v.name] = CONTRADICTION
-                result.failures.append(
-                    f'{v.name}: called not invariant ({v.reason}) but the '
-                    f'loss changed only by {r:.2e} when its rows were '
-                    'rescaled (by up to 10x), while noise on it moves the '
-                    f'loss by {sens:.2e}')
-            else:
-                result.outcomes[v.name] = CANNOT_TELL
-                result.warnings.append(
-                    f'cannot tell for {v.name}: the loss moves by {r:.2e} '
-                    f'when it is rescaled and by {sens:.2e} under noise (it '
-                    'barely depends on this weight here)')
+            _judge_refused(probe, v, result)
         return result
     finally:
-        with torch.no_grad():
-            for n, p in params.items():
-                p.copy_(saved[n])
+        if probe is not None:
+            probe.restore()
         _restore_buffers(buffers)
+
+
+def _judge_invariant(probe: _Perturbations, inv, rel: float,
+                     result: VerifyResult) -> None:
+    """The invariant weights together: rescaled (``rel``), and under noise."""
+    sens = probe.change(lambda: probe.noise(inv))
+    if rel > result.rtol:
+        outcome = CONTRADICTION
+        result.failures.append(
+            f'loss changed by {rel:.2e} (> {result.rtol}) when the '
+            f'{len(inv)} invariant weights were rescaled')
+    elif sens > 10 * result.rtol:
+        outcome = INVARIANT
+    else:
+        outcome = CANNOT_TELL
+        result.warnings.append(
+            f'cannot tell for the {len(inv)} invariant weights: the '
+            f'loss moves by only {sens:.2e} even when they are '
+            f'perturbed by noise (rescaled: {rel:.2e})')
+    for v in inv:
+        result.outcomes[v.name] = outcome
+        result.sensitivity[v.name] = sens
+
+
+def _judge_refused(probe: _Perturbations, v, result: VerifyResult) -> None:
+    """One weight called not invariant: its rows rescaled, then noise."""
+    r = probe.change(lambda: probe.rescale([v]))
+    result.refused_rel_change[v.name] = r
+    if r <= result.resolution:  # near a stationary point: go wider
+        r = max(r, probe.change(lambda: probe.rescale([v], wide=True)))
+    if r > result.resolution:
+        result.outcomes[v.name] = NOT_INVARIANT
+        return
+    sens = probe.change(lambda: probe.noise([v]))
+    result.sensitivity[v.name] = sens
+    if sens > max(10 * result.rtol, 10 * result.resolution):
+        result.outcomes[v.name] = CONTRADICTION
+        result.failures.append(
+            f'{v.name}: called not invariant ({v.reason}) but the '
+            f'loss changed only by {r:.2e} when its rows were '
+            'rescaled (by up to 10x), while noise on it moves the '
+            f'loss by {sens:.2e}')
+    else:
+        result.outcomes[v.name] = CANNOT_TELL
+        result.warnings.append(
+            f'cannot tell for {v.name}: the loss moves by {r:.2e} '
+            f'when it is rescaled and by {sens:.2e} under noise (it '
+            'barely depends on this weight here)')

@@ -19,7 +19,9 @@ from .plugin import WRSPlugin
 from .weight_rescale_hook import WeightRescaleHook
 
 # `_base_ = 'wrs_mm::yolov3/...'`: mmengine resolves `package::path` only for
-# the packages in this table, from `<package>/.mim/configs` (setup.py)
+# the packages in this table, from `<package>/.mim/configs` (setup.py).
+# wrs_mm_config_hook.pth adds it before anything imports wrs_mm, but it may
+# not import wrs_mm (torch) nor be installed (WRS_MM_CONFIG_HOOK=0): twice.
 MODULE2PACKAGE.setdefault('wrs_mm', 'wrs_mm')
 
 __all__ = [

@@ -8,6 +8,7 @@ from mmengine.registry import HOOKS
 
 from ..core.diagnostics import StepProbe
 from .config_checks import check_resume_loadable
+from .options import boolean, integer, validate
 from .param_groups import group_index
 from .plugin import (NORM_DYNAMICS, WRSPlugin, check_compile, check_unsharded,
                      unwrap)
@@ -49,15 +50,16 @@ class NormDynamicsHook(Hook):
     """
     priority = 'HIGH'  # its scalars are in the hub before LoggerHook writes
 
+    #: what each option accepts
+    OPTIONS = dict(interval=integer(1), all_channels=boolean())
+
     def __init__(self,
                  interval: int = 50,
                  include=None,
                  exclude=None,
                  all_channels: bool = False,
                  out_file: str = 'norm_dynamics.jsonl'):
-        if not isinstance(interval, int) or interval < 1:
-            raise ValueError('NormDynamicsHook: interval must be an integer '
-                             f'>= 1, got {interval!r}')
+        validate('NormDynamicsHook', locals(), self.OPTIONS)
         self.interval = interval
         self.include = compile_patterns(include, 'NormDynamicsHook.include')
         self.exclude = compile_patterns(exclude, 'NormDynamicsHook.exclude')

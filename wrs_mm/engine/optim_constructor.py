@@ -12,6 +12,7 @@ from torch import nn
 
 from ..core import ShiftedLpEntry, ShiftedLpRegularizer
 from ..core.shifted_lp import check_options
+from .options import at_least, boolean, validate
 from .param_groups import (CONFIGURED_DECAY, ROLE_SHIFTED, ROLE_WRS,
                            claim_groups, group_by_settings, groups_summary)
 from .plugin import SHIFTED_REG, WRSPlugin, refuse_sharding, unwrap
@@ -29,6 +30,11 @@ SHIFTED_DEFAULTS = dict(
     allow_non_invariant=False,
     backend='auto',
     self_check=True)
+#: what the options core's ``check_options`` leaves accept
+SHIFTED_OPTIONS = dict(
+    weight_decay=at_least(0, none=True),
+    allow_non_invariant=boolean(),
+    self_check=boolean())
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -86,12 +92,7 @@ class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                            f'accepted: {tuple(SHIFTED_DEFAULTS)}')
         cfg = dict(SHIFTED_DEFAULTS, **cfg)
         check_options(cfg['eps'], cfg['p'], cfg['mode'], cfg['backend'], OWNER)
-        if not isinstance(cfg['self_check'], bool):
-            raise TypeError(f'{OWNER}.self_check must be True or False, got '
-                            f"{cfg['self_check']!r}")
-        if cfg['weight_decay'] is not None and not cfg['weight_decay'] >= 0:
-            raise ValueError(f'{OWNER}.weight_decay must be None or >= 0, '
-                             f"got {cfg['weight_decay']}")
+        validate(OWNER, cfg, SHIFTED_OPTIONS)
         for key in ('include', 'exclude'):
             cfg[key] = compile_patterns(cfg[key], f'{OWNER}.{key}')
         return cfg

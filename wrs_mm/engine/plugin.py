@@ -14,24 +14,28 @@ wrapper (``WRSPlugin.of(optim_wrapper, model)``), which owns
   (:func:`wrs_mm.core.analyze_invariance`; buffers and every random
   generator restored, so training goes on exactly as without it). The hooks
   are removed afterwards (under compile: one recompilation);
-* one torch optimizer step pre-hook and one post-hook, which call the
-  features' callbacks in :data:`PRE_STEP_ORDER` / :data:`POST_STEP_ORDER`;
-* the handles of every torch hook it installed, removed by :meth:`remove`
+* a wrapper of the optimizer's ``step`` (an instance attribute), which calls
+  the features' callbacks before and after it in :data:`PRE_STEP_ORDER` /
+  :data:`POST_STEP_ORDER`;
+* the handles of the forward hooks it installed and that wrapper, removed
+  by :meth:`remove`
   (``WeightRescaleHook`` and ``NormDynamicsHook`` remove their own callbacks
   in ``after_train``; the shifted regularizer, which has no end-of-training
   point, keeps its callback as long as the optimizer lives, or until
   ``WRSPlugin.of(optim_wrapper, model).remove()``).
 
-Why torch optimizer hooks and not an ``OptimWrapper`` subclass or
-``after_train_iter``: they fire exactly on real optimizer steps, i.e. once per
-accumulated update (``accumulative_counts``), never for an AMP step skipped
-for inf / NaN gradients, and after ``GradScaler`` has unscaled the gradients;
+Why a wrapper of the torch optimizer's ``step`` and not an ``OptimWrapper``
+subclass or ``after_train_iter``: it runs exactly on real optimizer steps,
+i.e. once per accumulated update (``accumulative_counts``), never for an AMP
+step skipped for inf / NaN gradients (``GradScaler`` does not call it), and
+after ``GradScaler`` has unscaled the gradients;
 and the config keeps the standard ``OptimWrapper`` / ``AmpOptimWrapper``
 (mmdet's ``--amp`` replaces the wrapper type; mmseg refuses custom ones).
 
 What the features agree on through the optimizer's param groups is named in
 :mod:`wrs_mm.engine.param_groups`.
 """
+import types
 import weakref
 from typing import Callable, Dict, List, Optional
 
@@ -156,7 +160,6 @@ class WRSPlugin:
         self._pre: Dict[str, Callable[[], None]] = {}
         self._post: Dict[str, Callable[[], None]] = {}
         self._forward_handles: List = []
-        self._step_handles: List = []
         self._recorder: Optional[InvarianceRecorder] = None
         self._analysing = False
 
@@ -271,13 +274,35 @@ class WRSPlugin:
             if feature not in order:
                 raise ValueError(f'{feature!r} has no place in {order}')
             table[feature] = fn
-        if not self._step_handles:
-            self._step_handles = [
-                self.optimizer.register_step_pre_hook(
-                    lambda *_: self._run(self._pre, PRE_STEP_ORDER)),
-                self.optimizer.register_step_post_hook(
-                    lambda *_: self._run(self._post, POST_STEP_ORDER))
-            ]
+        self._wrap_step()
+
+    def _wrap_step(self) -> None:
+        """Call the callbacks around the optimizer's ``step``: an instance
+        attribute wrapping the class's method, not torch's
+        ``register_step_pre_hook``: torch 2.1's dynamo strips those hooks from
+        every ``torch.optim`` class, for the rest of the process, the first
+        time anything is compiled (its ``TorchPatcher``), which would leave
+        every feature silently off."""
+        if self._wraps_step():
+            return
+        inner, ref = self.optimizer.step, weakref.ref(self)
+
+        def step(optimizer, *args, **kwargs):
+            plugin = ref()
+            if plugin is not None:
+                plugin._run(plugin._pre, PRE_STEP_ORDER)
+            out = inner(*args, **kwargs)
+            if plugin is not None:
+                plugin._run(plugin._post, POST_STEP_ORDER)
+            return out
+
+        step.wrs_mm_plugin = ref
+        self.optimizer.step = types.MethodType(step, self.optimizer)
+
+    def _wraps_step(self) -> bool:
+        step = vars(self.optimizer).get('step')
+        return getattr(step, 'wrs_mm_plugin', None) is not None and \
+            step.wrs_mm_plugin() is self
 
     @staticmethod
     @torch.compiler.disable
@@ -292,14 +317,15 @@ class WRSPlugin:
 
     def remove(self, feature: Optional[str] = None) -> None:
         """Stop calling ``feature`` at optimizer steps (every feature when
-        None); the torch hooks go when no feature is left."""
+        None); the step wrapper and the forward hooks go when no feature is
+        left."""
         for table in (self._pre, self._post, self._setups):
             if feature is None:
                 table.clear()
             else:
                 table.pop(feature, None)
-        if not (self._pre or self._post):
-            self._remove(self._step_handles)
+        if not (self._pre or self._post) and self._wraps_step():
+            del self.optimizer.step  # back to the class's method
         if not self._setups:
             self._remove(self._forward_handles)
 

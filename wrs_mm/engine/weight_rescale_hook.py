@@ -7,18 +7,20 @@ from mmengine.hooks import Hook, LoggerHook
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.registry import HOOKS
 
-from ..core import InvarianceReport, RowEntry, WeightRescaler
+from ..core import InvarianceReport, RowEntry, WeightRescaler, rescale
+from ..core.backend import BACKENDS
 from ..core.eps_error import EpsTerm, RescaleChangeMeter
 from ..core.invariance import fmt_error, format_table, granularity_of
-from ..core.rescale import (BACKENDS, CHECKS, check_choice, check_target_norm,
-                            rescale_optimizer_state)
+from ..core.rescale import CHECKS, check_target_norm
 from .config_checks import check_resume_loadable, dropped_base_hooks
+from .options import boolean, integer, one_of, positive, validate
 from .param_groups import ROLE_WRS, claim_groups, groups_summary
 from .plugin import (WEIGHT_RESCALE, WRSPlugin, check_compile, check_unsharded,
                      unwrap)
 from .selection import check_patterns_match, compile_patterns, select
 
 GRANULARITIES = ('auto', 'channel', 'tensor')
+OWNER = 'WeightRescaleHook'
 
 
 @HOOKS.register_module()
@@ -32,14 +34,14 @@ class WeightRescaleHook(Hook):
     The target r sets the effective learning rate each rescale returns to
     (``lr / r^2`` for SGD, ``lr / r`` for Adam): ``target_norm='init'`` keeps
     every weight at the RMS row norm it had before the first optimizer step,
-    which PyTorch's default conv initialisation puts near 0.58, not 1. Which
-    weights
-    are invariant, and per what (channel, group, tensor), is decided by
-    :func:`wrs_mm.core.analyze_invariance` on the first training forward; the
-    same decision sets their optimizer param groups to ``weight_decay=0``
-    before the first step (use ``WRSOptimWrapperConstructor`` so that every
-    parameter has its own group). A table of rescaled and refused weights is
-    logged and written to ``<work_dir>/wrs_invariance.json``.
+    which PyTorch's default conv initialisation puts near 0.58, not 1.
+    Which weights are invariant, and per what (channel, group, tensor), is
+    decided by :func:`wrs_mm.core.analyze_invariance` on the first training
+    forward; the same decision moves them into a param group without weight
+    decay before the first step (``WRSOptimWrapperConstructor`` builds one
+    per settings class; :mod:`wrs_mm.engine.param_groups`). A table of
+    rescaled and refused weights is logged and written to
+    ``<work_dir>/wrs_invariance.json``.
 
     Steps are counted right after every real optimizer step
     (:class:`~wrs_mm.engine.plugin.WRSPlugin`), so accumulation micro-steps
@@ -101,6 +103,19 @@ class WeightRescaleHook(Hook):
             training). See :class:`wrs_mm.core.WeightRescaler`.
     """
     priority = 'ABOVE_NORMAL'  # before EMA and checkpoints see the weights
+    #: what each option accepts (``end``, the patterns and ``target_norm``
+    #: are checked after these)
+    OPTIONS = dict(
+        interval=integer(1),
+        begin=integer(0),
+        by_epoch=boolean(),
+        granularity=one_of(*GRANULARITIES),
+        allow_non_invariant=boolean(),
+        backend=one_of(*BACKENDS),
+        check_finite=one_of(*CHECKS),
+        self_check=boolean(),
+        rescale_optimizer_state=boolean(),
+        max_invariance_error=positive(none=True))
 
     def __init__(self,
                  interval: int = 10,
@@ -117,43 +132,21 @@ class WeightRescaleHook(Hook):
                  rescale_optimizer_state: bool = False,
                  max_invariance_error: Optional[float] = 1e-2,
                  target_norm=1.0):
-        if not isinstance(interval, int) or interval < 1:
-            raise ValueError('WeightRescaleHook: interval (tau) must be an '
-                             f'integer >= 1, got {interval!r}')
-        if not isinstance(begin, int) or begin < 0:
-            raise ValueError('WeightRescaleHook: begin must be an integer '
-                             f'>= 0, got {begin!r}')
-        if end is not None and (not isinstance(end, int) or end <= begin):
-            raise ValueError(
-                f'WeightRescaleHook: end ({end!r}) must be None or '
-                f'an integer > begin ({begin})')
-        check_choice(granularity, GRANULARITIES,
-                     'WeightRescaleHook.granularity')
-        check_choice(backend, BACKENDS, 'WeightRescaleHook.backend')
-        check_choice(check_finite, CHECKS, 'WeightRescaleHook.check_finite')
+        validate(OWNER, locals(), self.OPTIONS)
+        if end is not None and not (isinstance(end, int) and end > begin):
+            raise ValueError(f'{OWNER}.end must be None or an integer > '
+                             f'begin ({begin}), got {end!r}')
+        check_target_norm(
+            target_norm, f'{OWNER}.target_norm', per_weight=False)
+        self.include = compile_patterns(include, f'{OWNER}.include')
+        self.exclude = compile_patterns(exclude, f'{OWNER}.exclude')
         self.interval, self.begin, self.end = interval, begin, end
         self.by_epoch, self.granularity = by_epoch, granularity
-        self.include = compile_patterns(include, 'WeightRescaleHook.include')
-        self.exclude = compile_patterns(exclude, 'WeightRescaleHook.exclude')
         self.allow_non_invariant = allow_non_invariant
-        if not isinstance(self_check, bool):
-            raise TypeError('WeightRescaleHook.self_check must be True or '
-                            f'False, got {self_check!r}')
-        self.self_check = self_check
-        if not isinstance(rescale_optimizer_state, bool):
-            raise TypeError(
-                'WeightRescaleHook.rescale_optimizer_state must be '
-                f'True or False, got {rescale_optimizer_state!r}')
         self.backend, self.check_finite = backend, check_finite
+        self.self_check = self_check
         self.rescale_optimizer_state = rescale_optimizer_state
-        limit = max_invariance_error
-        if limit is not None and not (isinstance(limit,
-                                                 (int, float)) and limit > 0):
-            raise ValueError('WeightRescaleHook.max_invariance_error must be '
-                             f'None or > 0, got {max_invariance_error!r}')
         self.max_invariance_error = max_invariance_error
-        check_target_norm(
-            target_norm, 'WeightRescaleHook.target_norm', per_weight=False)
         self.target_norm = target_norm
         self._resumed_targets: Optional[dict] = None
         self._resumed: Optional[dict] = None  # rescaled weights: rows
@@ -198,65 +191,73 @@ class WeightRescaleHook(Hook):
     def _setup(self, report: InvarianceReport) -> None:
         """Choose the weights, remove their decay, log the table."""
         runner = self._runner
-        chosen = {
-            v.name
-            for v in select(report, self.include, self.exclude,
-                            'WeightRescaleHook', self.allow_non_invariant)
-        }
-        rescaled, refused = [], []
-        for v in report.candidates():
-            rows = self._rows(v) if v.name in chosen else None
-            if rows is not None and self._resumed is not None:
-                if v.name in self._resumed:
-                    rescaled.append((v, rows))
-                else:
-                    refused.append((v, 'refused at the start of the run '
-                                    '(kept so on resume)'))
-            elif rows is not None and v.invariant and self._eps_too_large(v):
-                refused.append((v, f'eps breaks the invariance: eps / (var '
-                                f'+ eps) = {v.eps_error:.1e} > '
-                                'max_invariance_error '
-                                f'{self.max_invariance_error:g}'))
-            elif rows is not None:
-                rescaled.append((v, rows))
-            elif v.name in chosen:
-                refused.append((v, f'granularity={self.granularity!r} '
-                                f'requested, but the weight is {v.kind}-'
-                                'invariant only'))
-            elif v.invariant:
-                refused.append((v, 'not selected by include / exclude'))
-            else:
-                refused.append((v, v.reason))
+        rescaled, refused = self._verdicts(report)
         if self._resumed is not None:
             self._check_resumed_selection(rescaled)
         params = dict(unwrap(runner.model).named_parameters())
         if rescaled:  # measures 'init' targets; changes nothing yet
-            self.rescaler = WeightRescaler([
-                RowEntry(v.name, params[v.name], rows) for v, rows in rescaled
-            ],
-                                           backend=self.backend,
-                                           check_finite=self.check_finite,
-                                           self_check=self.self_check,
-                                           target_norm=self._resumed_targets
-                                           or self.target_norm)
+            self.rescaler = WeightRescaler(
+                [RowEntry(v.name, params[v.name], n) for v, n in rescaled],
+                backend=self.backend,
+                check_finite=self.check_finite,
+                self_check=self.self_check,
+                target_norm=self._resumed_targets or self.target_norm)
         self._log_table(runner, rescaled, refused)
         if not rescaled:
             print_log(
-                'WeightRescaleHook: the model has no scale-invariant '
-                'weight to rescale; the hook does nothing.',
+                f'{OWNER}: the model has no scale-invariant weight to '
+                'rescale; the hook does nothing.',
                 logger='current',
                 level=30)
             return
-        claim_groups(runner.optim_wrapper.optimizer, {
+        optimizer = runner.optim_wrapper.optimizer
+        claim_groups(optimizer, {
             v.name: params[v.name]
             for v, _ in rescaled
-        }, ROLE_WRS, 'WeightRescaleHook')
+        }, ROLE_WRS, OWNER)
         print_log(
             'Optimizer param groups after the WRS decay split:\n' +
-            groups_summary(runner.optim_wrapper.optimizer),
+            groups_summary(optimizer),
             logger='current')
         self.meter = RescaleChangeMeter(
             _eps_terms(unwrap(runner.model), [v for v, _ in rescaled]))
+
+    def _verdicts(self, report: InvarianceReport) -> tuple:
+        """``([(weight, rows to rescale)], [(weight, why refused)])`` over
+        the report's candidates."""
+        chosen = {
+            v.name
+            for v in select(report, self.include, self.exclude, OWNER,
+                            self.allow_non_invariant)
+        }
+        rescaled, refused = [], []
+        for v in report.candidates():
+            rows, why = self._verdict(v, v.name in chosen)
+            if rows is None:
+                refused.append((v, why))
+            else:
+                rescaled.append((v, rows))
+        return rescaled, refused
+
+    def _verdict(self, v, chosen: bool) -> tuple:
+        """``(rows, None)`` to rescale ``v``, or ``(None, why not)``."""
+        rows = self._rows(v) if chosen else None
+        if rows is not None and self._resumed is not None:
+            if v.name in self._resumed:
+                return rows, None
+            return None, 'refused at the start of the run (kept so on resume)'
+        if rows is not None and v.invariant and self._eps_too_large(v):
+            return None, (f'eps breaks the invariance: eps / (var + eps) = '
+                          f'{v.eps_error:.1e} > max_invariance_error '
+                          f'{self.max_invariance_error:g}')
+        if rows is not None:
+            return rows, None
+        if chosen:
+            return None, (f'granularity={self.granularity!r} requested, but '
+                          f'the weight is {v.kind}-invariant only')
+        if v.invariant:
+            return None, 'not selected by include / exclude'
+        return None, v.reason
 
     def _check_resumed_selection(self, rescaled) -> None:
         """On resume the weights rescaled are those of the checkpoint: the
@@ -347,8 +348,8 @@ class WeightRescaleHook(Hook):
             return
         self._pending_stats = self.rescaler()
         if self.rescale_optimizer_state:
-            rescale_optimizer_state(self._plugin.optimizer,
-                                    self._pending_stats)
+            rescale.rescale_optimizer_state(self._plugin.optimizer,
+                                            self._pending_stats)
         self._pending_change = self.meter(self._pending_stats)
         self.num_rescales += 1
 

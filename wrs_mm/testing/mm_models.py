@@ -5,31 +5,14 @@ import tempfile
 
 import cv2
 import torch
-from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 
+from ..apis.from_config import strip_pretrained
+from ..apis.launch import read_config
 from .paths import coco_root
 from .small_scale import make_voc_from_coco
-
-
-def cfg_path(config: str) -> str:
-    """``mmdet::x`` / ``mmseg::x`` -> the installed config file."""
-    if '::' not in config:
-        return config
-    pkg, rel = config.split('::')
-    return os.path.join(
-        os.path.dirname(__import__(pkg).__file__), '.mim', 'configs', rel)
-
-
-def no_pretrained(model_cfg):
-    """Drop ImageNet / open-mmlab init checkpoints (no downloads here)."""
-    for part in ('backbone', 'neck'):
-        sub = model_cfg.get(part)
-        if isinstance(sub, dict):
-            sub.pop('init_cfg', None)
-    return model_cfg
 
 
 def det_model_and_loss(config: str,
@@ -41,13 +24,14 @@ def det_model_and_loss(config: str,
     one) and a callable returning its training loss on real COCO images."""
     from mmdet.registry import DATASETS, MODELS
     init_default_scope('mmdet')
-    cfg = Config.fromfile(cfg_path(config))
+    cfg = read_config(config)
     if model_overrides:
         cfg.merge_from_dict({
             'model.' + k: v
             for k, v in model_overrides.items()
         })
-    model_cfg = no_pretrained(cfg.model)
+    model_cfg = cfg.model
+    strip_pretrained(model_cfg)
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
     model.init_weights()
@@ -85,7 +69,7 @@ def seg_model_and_loss(config: str, size=64, batch=2):
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
     init_default_scope('mmseg')
-    cfg = Config.fromfile(cfg_path(config))
+    cfg = read_config(config)
     cfg.model.pretrained = None
     cfg.model.data_preprocessor.size = (size, size)
     torch.manual_seed(0)
