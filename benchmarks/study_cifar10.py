@@ -41,9 +41,10 @@ curves, 0 when CPU training is bitwise reproducible).
 
 Writes ``--out`` (JSON: per optimizer the paired summary against ``wd``,
 curves, the tau selection, the reproduction check, wall time), a markdown
-table next to it, ``<out>_curves.png`` (test accuracy over epochs, Fig. 1
-style) and ``<out>_norms.png`` (conv norms and effective lr of the seed-0
-AdamW runs, from ``NormDynamicsHook``), and prints the table.
+table next to it, ``<out>_<optimizer>_curves.png`` (test accuracy over
+epochs, Fig. 1 style, per optimizer) and ``<out>_norms.png`` (conv norms and
+effective lr of the first optimizer's seed-0 runs, from
+``NormDynamicsHook``), and prints the table.
 """
 import argparse
 import json
@@ -56,7 +57,8 @@ from mmengine.config import Config
 
 from wrs_mm.apis import paired_study as ps
 from wrs_mm.apis.norm_plot import plot_norm_dynamics
-from wrs_mm.testing import data_root, repo_root
+from wrs_mm.testing import repo_root
+from wrs_mm.testing import small_scale as C
 
 TAUS = (10, 20, 40)
 ARMS = ('wd', 'wrs', 'wrs_init', 'wrs_fc', 'shifted', 'none')
@@ -99,8 +101,9 @@ def study_config(opt: str,
                 p=2,
                 mode='coupled' if opt == 'sgdm' else 'decoupled'))
     cfg.model.backbone.width = args.width
-    root = osp.join(data_root(), 'cifar10_subset')
-    split = dict(type='ImageFolderDataset', data_root=root)
+    # the whole subset with a validation holdout, not small_scale.shrink_cls's
+    # class-balanced handful of images
+    split = dict(type='ImageFolderDataset', data_root=C.cifar_subset_root())
     train = dict(
         split,
         data_prefix='train',

@@ -45,7 +45,7 @@ def test_manual_builds_without_warnings(tmp_path):
                  'WRSOptimWrapperConstructor', 'ShiftedLpRegularizer'):
         assert name in html, name
     assert (tmp_path / 'html' / '_images' /
-            'study_cifar10_curves.png').is_file()
+            'study_cifar10_adamw_curves.png').is_file()
 
 
 def test_readme_links_and_images_resolve():

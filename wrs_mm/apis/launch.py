@@ -2,6 +2,7 @@
 and config handling, and multi-process runs on machines without CUDA."""
 import argparse
 import gc
+import importlib
 import os
 import os.path as osp
 import subprocess
@@ -10,7 +11,6 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 from mmengine.config import Config, DictAction
-from mmengine.hub import get_config
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import CheckpointLoader, Runner, find_latest_checkpoint
@@ -69,8 +69,14 @@ def close_distributed() -> None:
 
 def read_config(path: str) -> Config:
     """A config file, or ``mmdet::x.py`` / ``mmseg::x.py``: a config of an
-    installed package (mmengine's ``get_config``)."""
-    return get_config(path) if '::' in path else Config.fromfile(path)
+    installed package, from its ``.mim/configs`` (mmengine's ``get_config``
+    refuses folder names with other characters than ``\\w``, as mmdet's
+    ``gn+ws/``, and may ``pip install`` a missing package)."""
+    if '::' not in path:
+        return Config.fromfile(path)
+    package, rel = path.split('::', 1)
+    root = osp.dirname(importlib.import_module(package).__file__)
+    return Config.fromfile(osp.join(root, '.mim', 'configs', rel))
 
 
 def load_config(path: str,
