@@ -13,6 +13,7 @@ import torch.distributed as dist
 from mmengine.config import Config
 
 from wrs_mm.apis import close_distributed
+from wrs_mm.apis.launch import load_config
 from wrs_mm.testing import repo_root
 from wrs_mm.testing import small_scale as C
 import toy
@@ -168,3 +169,13 @@ def test_close_distributed_frees_the_process_group(tmp_path):
     assert not dist.is_initialized()
     assert _gloo_threads() <= base  # (a group another test left may go too)
     close_distributed()  # nothing to close: no error
+
+
+def test_installed_configs_load_whatever_their_folder_names():
+    """``mmdet::gn+ws/...``: mmengine's ``get_config`` refuses the ``+``;
+    the tools read the package's ``.mim/configs`` themselves."""
+    cfg = load_config('mmdet::gn+ws/faster-rcnn_r50_fpn_gn-ws-all_1x_coco.py',
+                      {'train_dataloader.batch_size': 1})
+    assert cfg.model.backbone.conv_cfg.type == 'ConvWS'
+    assert cfg.train_dataloader.batch_size == 1 and cfg.launcher == 'none'
+    assert cfg.work_dir.endswith('faster-rcnn_r50_fpn_gn-ws-all_1x_coco')
