@@ -1,10 +1,10 @@
 """The options of wrs_mm's hooks and ``shifted_reg``, checked from one table
-each: ``{key: (what it accepts, test)}``. A failed test raises naming
-``<owner>.<key>``, what is accepted and the value given, before anything is
-built."""
+each: ``{key: (what it accepts, test, error type)}``. A failed test raises
+naming ``<owner>.<key>``, what is accepted and the value given, before
+anything is built."""
 from typing import Callable, Dict, Tuple
 
-Rule = Tuple[str, Callable[[object], bool]]
+Rule = Tuple[str, Callable[[object], bool], type]
 
 
 def _number(v) -> bool:
@@ -12,33 +12,35 @@ def _number(v) -> bool:
 
 
 def boolean() -> Rule:
-    return 'True or False', lambda v: isinstance(v, bool)
+    return 'True or False', lambda v: isinstance(v, bool), TypeError
 
 
 def integer(low: int) -> Rule:
     return f'an integer >= {low}', lambda v: isinstance(
-        v, int) and not isinstance(v, bool) and v >= low
+        v, int) and not isinstance(v, bool) and v >= low, ValueError
 
 
 def one_of(*accepted) -> Rule:
-    return f'one of {accepted}', lambda v: v in accepted
+    return f'one of {accepted}', lambda v: v in accepted, ValueError
 
 
 def at_least(low: float, none: bool = False) -> Rule:
     what = f'>= {low:g}' if not none else f'None or >= {low:g}'
-    return what, lambda v: (none and v is None) or (_number(v) and v >= low)
+
+    def ok(v) -> bool:
+        return (none and v is None) or (_number(v) and v >= low)
+
+    return what, ok, ValueError
 
 
 def positive(none: bool = False) -> Rule:
-    return ('None or > 0' if none else
-            '> 0'), lambda v: (none and v is None) or (_number(v) and v > 0)
+    return ('None or > 0' if none else '> 0'), lambda v: (
+        none and v is None) or (_number(v) and v > 0), ValueError
 
 
 def validate(owner: str, values: dict, rules: Dict[str, Rule]) -> None:
-    """Raise for the first of ``values`` that its rule refuses (``TypeError``
-    for a non-boolean where a boolean is expected, else ``ValueError``)."""
-    for key, (accepted, ok) in rules.items():
+    """Raise the rule's error for the first of ``values`` it refuses."""
+    for key, (accepted, ok, error) in rules.items():
         value = values[key]
         if not ok(value):
-            error = TypeError if accepted == 'True or False' else ValueError
             raise error(f'{owner}.{key} must be {accepted}, got {value!r}')

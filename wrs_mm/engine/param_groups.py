@@ -111,9 +111,7 @@ def _save_layout(optimizer: torch.optim.Optimizer, names: Dict[int, str],
     ``load_state_dict``."""
 
     def add_names(opt, state_dict):
-        state_dict[NAMES] = [
-            names[id(p)] for g in opt.param_groups for p in g['params']
-        ]
+        state_dict[NAMES] = [n for n, _ in _in_order(opt, names)]
 
     def adopt(opt, state_dict):
         adopt_saved_layout(opt, state_dict, names, build_order)
@@ -150,7 +148,7 @@ def adopt_saved_layout(optimizer: torch.optim.Optimizer, state_dict: dict,
             'merges them.',
             logger='current',
             level=30)
-    params = {n: p for p, n in _params_by_name(optimizer, names)}
+    params = dict(_in_order(optimizer, names))
     missing = sorted(set(params) - set(saved_names))
     unknown = sorted(set(saved_names) - set(params))
     if missing or unknown or len(saved_names) != len(params):
@@ -165,8 +163,9 @@ def adopt_saved_layout(optimizer: torch.optim.Optimizer, state_dict: dict,
     ]
 
 
-def _params_by_name(optimizer, names: Dict[int, str]):
-    return [(p, names[id(p)]) for g in optimizer.param_groups
+def _in_order(optimizer, names: Dict[int, str]) -> list:
+    """``(name, param)`` in the order ``state_dict`` numbers them."""
+    return [(names[id(p)], p) for g in optimizer.param_groups
             for p in g['params']]
 
 
