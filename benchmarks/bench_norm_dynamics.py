@@ -20,8 +20,7 @@ import time
 import torch
 
 from wrs_mm.core.diagnostics import StepProbe
-from wrs_mm.testing.mm_models import det_model_and_loss
-from bench_wrs import MODELS
+from wrs_mm.testing.mm_models import BN_TRAINED_DETECTORS, det_model_and_loss
 
 
 def main():
@@ -33,7 +32,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     results = dict(device='cpu', interval=args.interval, models={})
-    for name, (cfg, overrides) in MODELS.items():
+    for name, (cfg, overrides) in BN_TRAINED_DETECTORS.items():
         model, loss_fn = det_model_and_loss(
             cfg, size=args.size, model_overrides=overrides)
         named = [(n, p) for n, p in model.named_parameters()

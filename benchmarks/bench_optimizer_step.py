@@ -28,9 +28,7 @@ import argparse
 import copy
 import json
 import os.path as osp
-import statistics
 import sys
-import time
 
 import torch
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
@@ -42,6 +40,7 @@ from wrs_mm.engine.param_groups import (ROLE_SHIFTED, ROLE_WRS, claim_groups,
                                         group_index)
 from wrs_mm.engine.selection import compile_patterns, select
 from wrs_mm.testing import repo_root
+from wrs_mm.testing.bench_utils import alternate, count_ops
 
 #: name -> (shipped config, the size of the analysis' synthetic batch; the
 #: groups do not depend on it)
@@ -110,39 +109,10 @@ def profile_step(optimizer) -> dict:
     ``optimizer.step()`` once the state exists (the momentum buffers are made
     on the first step)."""
     optimizer.step()
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    cuda = any(p.is_cuda for g in optimizer.param_groups for p in g['params'])
-    if cuda:
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.profiler.profile(activities=activities) as prof:
-        optimizer.step()
-        if cuda:
-            torch.cuda.synchronize()
-    events = prof.key_averages()
-    out = dict(
-        foreach_ops=sum(
-            e.count for e in events if e.key.startswith('aten::_foreach_')))
-    if cuda:
-        out['kernel_launches'] = sum(
-            e.count for e in events if e.key.startswith('cudaLaunchKernel'))
-    return out
-
-
-def time_steps(optimizers: dict, rounds: int) -> dict:
-    """Median step time per optimizer, alternating (each first in every other
-    round)."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (
-        lambda: None)
-    times = {name: [] for name in optimizers}
-    names = list(optimizers)
-    for i in range(rounds):
-        for name in names[i % 2:] + names[:i % 2]:
-            sync()
-            t = time.perf_counter()
-            optimizers[name].step()
-            sync()
-            times[name].append(time.perf_counter() - t)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    return count_ops(
+        optimizer.step,
+        cuda=any(p.is_cuda for g in optimizer.param_groups
+                 for p in g['params']))
 
 
 def measure(config: str, size, rounds: int) -> dict:
@@ -171,8 +141,10 @@ def measure(config: str, size, rounds: int) -> dict:
             groups=len(o.param_groups),
             groups_with_params=sum(bool(g['params']) for g in o.param_groups),
             **profile_step(o))
-    for name, ms in time_steps(optimizers, rounds).items():
-        out[name]['step_ms'] = ms
+    steps = {name: o.step for name, o in optimizers.items()}
+    device = next(model.parameters()).device
+    for name, t in alternate(steps, rounds, device, warmup=0).items():
+        out[name]['step_ms'] = 1e3 * t['median']
     out['step_ratio'] = out['wrs_mm']['step_ms'] / \
         out['mmengine_default']['step_ms']
     out['optimizer'] = cfg.optim_wrapper.optimizer.type

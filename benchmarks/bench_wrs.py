@@ -26,9 +26,7 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import sys
-import time
 import types
 
 import torch
@@ -36,41 +34,9 @@ import torch
 from wrs_mm.core import (RowEntry, ShiftedLpEntry, ShiftedLpRegularizer,
                          WeightRescaler, analyze_invariance,
                          rescale_optimizer_state)
-from plain_models import PLAIN, plain_model_and_loss
-
-MODELS = {
-    'yolov3_d53': ('mmdet::yolo/yolov3_d53_8xb8-ms-608-273e_coco.py', {
-        'backbone.norm_eval': False
-    }),
-    'faster_rcnn_r50': ('mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', {
-        'backbone.norm_eval': False,
-        'backbone.frozen_stages': -1
-    }),
-}
-
-
-def _sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def alternate(fns: dict, rounds: int, device, warmup: int = 2) -> dict:
-    """Median and interquartile spread (seconds) of each callable, the
-    callables alternating inside every round."""
-    times = {k: [] for k in fns}
-    for i in range(rounds + warmup):
-        for k, fn in fns.items():
-            _sync(device)
-            t = time.perf_counter()
-            fn()
-            _sync(device)
-            if i >= warmup:
-                times[k].append(time.perf_counter() - t)
-    out = {}
-    for k, ts in times.items():
-        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
-        out[k] = dict(median=statistics.median(ts), q1=q[0], q3=q[2])
-    return out
+from wrs_mm.testing.bench_utils import alternate
+from wrs_mm.testing.mm_models import BN_TRAINED_DETECTORS, det_model_and_loss
+from wrs_mm.testing.plain_models import PLAIN, plain_model_and_loss
 
 
 def bench_op(params, rows, reps, device) -> dict:
@@ -181,8 +147,7 @@ def build(name, args, device):
     if name in PLAIN:
         return plain_model_and_loss(name, args.batch, args.size_plain, device,
                                     args.channels_last)
-    from wrs_mm.testing.mm_models import det_model_and_loss
-    cfg, overrides = MODELS[name]
+    cfg, overrides = BN_TRAINED_DETECTORS[name]
     model, loss_fn = det_model_and_loss(
         cfg, size=args.size, batch=args.det_batch, model_overrides=overrides)
     model = model.to(device)
@@ -240,20 +205,46 @@ def kernel_report(device) -> list:
     from wrs_mm.core.kernel_build import compile_all
     major, minor = torch.cuda.get_device_capability(device) \
         if device.type == 'cuda' else (9, 0)
-    rows = compile_all(major * 10 + minor)
+    specs = compile_all(major * 10 + minor)
     print(f"\n{'kernel specialisation':<64} {'sm':>3} {'regs':>5} "
           f"{'spill st':>8} {'spill ld':>8} {'stack':>6}")
-    for r in rows:
+    for r in specs:
         print(f"{r['name']:<64} {r['sm']:>3} {r['registers']:>5} "
               f"{r['spill_stores']:>8} {r['spill_loads']:>8} {r['stack']:>6}")
-    return rows
+    return specs
+
+
+def print_table(results: dict) -> None:
+    print(f"\ndevice: {results['device']}, amp: {results['amp']}, "
+          f"channels_last: {results['channels_last']}")
+    print(f"{'model':<16} {'weights':>7} {'op us':>7} {'floor us':>8} "
+          f"{'op/floor':>8} {'ref/floor':>9} {'op/naive':>8} "
+          f"{'+sgd st':>7} {'+adam st':>8} {'WRS1':>7} "
+          f"{'WRS10':>7} {'shift':>7} {'SGDP':>7}")
+    for name, r in results['models'].items():
+        q, o = r['ratios'], r['op_seconds']
+        sgdp = f"{q['step_sgdp_vs_wd'] - 1:>+7.1%}" if 'step_sgdp_vs_wd' in q \
+            else f"{'-':>7}"
+        print(f"{name:<16} {r['invariant_weights']:>7} "
+              f"{o['wrs']['median'] * 1e6:>7.0f} "
+              f"{o['floor']['median'] * 1e6:>8.0f} {q['op_vs_floor']:>8.2f} "
+              f"{q['reference_vs_floor']:>9.2f} {q['op_vs_naive_loop']:>8.2f} "
+              f"{q['op_sgd_state_vs_op']:>7.2f} "
+              f"{q['op_adam_state_vs_op']:>8.2f} "
+              f"{q['step_wrs_tau1_vs_wd'] - 1:>+7.1%} "
+              f"{q['step_wrs_tau10_vs_wd'] - 1:>+7.1%} "
+              f"{q['step_shifted_vs_wd'] - 1:>+7.1%} {sgdp}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--device', default='cpu')
     ap.add_argument(
-        '--models', nargs='+', default=['resnet50', 'vgg16_bn', *MODELS])
+        '--models',
+        nargs='*',
+        default=[*PLAIN, *BN_TRAINED_DETECTORS],
+        choices=[*PLAIN, *BN_TRAINED_DETECTORS],
+        help='none: the kernel report only')
     ap.add_argument('--batch', type=int, default=32, help='plain models')
     ap.add_argument('--size-plain', type=int, default=224)
     ap.add_argument('--det-batch', type=int, default=2)
@@ -289,25 +280,7 @@ def main():
     if args.kernel_report:
         results['kernels'] = kernel_report(device)
     print(json.dumps(results, indent=1))
-    print(f"\ndevice: {results['device']}, amp: {args.amp}, channels_last: "
-          f'{args.channels_last}')
-    print(f"{'model':<16} {'weights':>7} {'op us':>7} {'floor us':>8} "
-          f"{'op/floor':>8} {'ref/floor':>9} {'op/naive':>8} "
-          f"{'+sgd st':>7} {'+adam st':>8} {'WRS1':>7} "
-          f"{'WRS10':>7} {'shift':>7} {'SGDP':>7}")
-    for name, r in results['models'].items():
-        q, o = r['ratios'], r['op_seconds']
-        sgdp = f"{q['step_sgdp_vs_wd'] - 1:>+7.1%}" if 'step_sgdp_vs_wd' in q \
-            else f"{'-':>7}"
-        print(f"{name:<16} {r['invariant_weights']:>7} "
-              f"{o['wrs']['median'] * 1e6:>7.0f} "
-              f"{o['floor']['median'] * 1e6:>8.0f} {q['op_vs_floor']:>8.2f} "
-              f"{q['reference_vs_floor']:>9.2f} {q['op_vs_naive_loop']:>8.2f} "
-              f"{q['op_sgd_state_vs_op']:>7.2f} "
-              f"{q['op_adam_state_vs_op']:>8.2f} "
-              f"{q['step_wrs_tau1_vs_wd'] - 1:>+7.1%} "
-              f"{q['step_wrs_tau10_vs_wd'] - 1:>+7.1%} "
-              f"{q['step_shifted_vs_wd'] - 1:>+7.1%} {sgdp}")
+    print_table(results)
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=1)

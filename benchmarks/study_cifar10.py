@@ -9,9 +9,10 @@ scale, and the ablations that explain it, on the shipped CIFAR-10 subset: a
         [--collect-only] [--smoke]
 
 Every arm is a shipped config (``configs/classification/vgg16-bn_*``: the WD
-config or its WRS twin, exactly as a user writes them) shrunk by
-:func:`study_config`, dumped to ``<work-dir>/configs/<opt>_<arm>.py`` and
-trained by ``tools/train.py`` through the paired-study runner:
+config or its WRS twin, exactly as a user writes them) at the scale of
+:func:`wrs_mm.testing.cifar_study.scale`, dumped to
+``<work-dir>/configs/<opt>_<arm>.py`` and trained by ``tools/train.py``
+through the paired-study runner:
 
 * data: the 20,000 training images of ``cifar10_subset`` minus the last 200
   of each class, held out as the validation split (tau is chosen on it, never
@@ -35,9 +36,10 @@ trained by ``tools/train.py`` through the paired-study runner:
 
 ``--previous`` takes the JSON of an earlier run of this script: its per-seed
 results of the arms this run does not train on that seed are reused (same
-epochs, width, holdout and tau only), and on the seeds both trained the two
-results are compared (``reproduced``: the largest difference of the test
-curves, 0 when CPU training is bitwise reproducible).
+epochs, width, holdout, and for the ``wrs*`` arms the same tau), and on the
+seeds both trained the two results are compared (``reproduced``: the largest
+difference of the test curves, 0 when CPU training is bitwise reproducible;
+:func:`wrs_mm.apis.paired_study.reuse_runs`).
 
 Writes ``--out`` (JSON: per optimizer the paired summary against ``wd``,
 curves, the tau selection, the reproduction check, wall time), a markdown
@@ -57,8 +59,7 @@ from mmengine.config import Config
 
 from wrs_mm.apis import paired_study as ps
 from wrs_mm.apis.norm_plot import plot_norm_dynamics
-from wrs_mm.testing import repo_root
-from wrs_mm.testing import small_scale as C
+from wrs_mm.testing import cifar_study, repo_root
 
 TAUS = (10, 20, 40)
 ARMS = ('wd', 'wrs', 'wrs_init', 'wrs_fc', 'shifted', 'none')
@@ -69,21 +70,18 @@ CONFIGS = {
               'vgg16-bn_adamw-wrs-tau40_1xb100-100e_cifar10.py'),
 }
 METRIC = 'test/top1'
+#: the arms drawn in the norm-dynamics figure
+NORM_PLOT_ARMS = ('none', 'wd', 'wrs', 'wrs_init')
 
 
-def study_config(opt: str,
-                 arm: str,
-                 args,
-                 tau: int = None,
-                 config: str = None) -> Config:
-    """The shipped config of ``opt`` / ``arm`` (or the shipped ``config``,
-    a file name under ``configs/classification``) at CPU scale (see the
+def study_config(opt: str, arm: str, args, tau: int = None) -> Config:
+    """The shipped config of ``opt`` / ``arm`` at the study's scale (see the
     module docstring); the seed is set per run."""
     wd_cfg, wrs_cfg = CONFIGS[opt]
     wrs = arm.startswith('wrs')
     cfg = Config.fromfile(
-        osp.join(repo_root(), 'configs', 'classification', config
-                 or (wrs_cfg if wrs else wd_cfg)))
+        osp.join(repo_root(), 'configs', 'classification',
+                 wrs_cfg if wrs else wd_cfg))
     if wrs:
         cfg.custom_hooks[0].interval = tau
     if arm == 'wrs_init':
@@ -100,94 +98,33 @@ def study_config(opt: str,
                 eps=1e-3,
                 p=2,
                 mode='coupled' if opt == 'sgdm' else 'decoupled'))
-    cfg.model.backbone.width = args.width
-    # the whole subset with a validation holdout, not small_scale.shrink_cls's
-    # class-balanced handful of images
-    split = dict(type='ImageFolderDataset', data_root=C.cifar_subset_root())
-    train = dict(
-        split,
-        data_prefix='train',
-        holdout_per_class=args.holdout,
-        pipeline=cfg.train_pipeline)
-    val = dict(
-        split,
-        data_prefix='train',
-        holdout_per_class=args.holdout,
-        holdout=True,
-        tag='val',
-        pipeline=cfg.test_pipeline)
-    test = dict(
-        split, data_prefix='test', tag='test', pipeline=cfg.test_pipeline)
-    if args.smoke:  # every 40th training / test image
-        train['indices'] = list(range(0, 20000 - 10 * args.holdout, 40))
-        test['indices'] = list(range(0, 10000, 40))
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[key].num_workers = 0
-        cfg[key].persistent_workers = False
-    cfg.train_dataloader.dataset = train
-    cfg.val_dataloader.dataset = dict(
-        type='ConcatDataset', datasets=[val, test])
-    cfg.test_dataloader = cfg.val_dataloader
-    cfg.val_evaluator = [
-        dict(type='Accuracy', tag='val', prefix='val'),
-        dict(type='Accuracy', tag='test', prefix='test')
-    ]
-    cfg.test_evaluator = cfg.val_evaluator
-    e = args.epochs
-    cfg.train_cfg = dict(
-        type='EpochBasedTrainLoop', max_epochs=e, val_interval=1)
-    cfg.param_scheduler = [
-        dict(
-            type='MultiStepLR',
-            by_epoch=True,
-            milestones=[round(e * f) for f in (.3, .6, .8)],
-            gamma=0.1)
-    ]
-    # the final weights, for tools/analysis/isp_sparsity.py
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=e)
-    cfg.default_hooks.logger.interval = 50
-    steps = -(-len(train.get('indices', range(20000 - 10 * args.holdout))) //
-              cfg.train_dataloader.batch_size)
-    cfg.custom_hooks = cfg.get('custom_hooks', []) + [
-        dict(
-            type='NormDynamicsHook',
-            interval=max(1, steps // 4),
-            include=r'^backbone\..*weight$')
-    ]
-    return cfg
+    return cifar_study.scale(cfg, args)
 
 
-def make_arm(opt: str, arm: str, args, tau: int = None) -> ps.Arm:
-    """The arm's config dumped under ``<work-dir>/configs``."""
-    name = f'{opt}_{arm}' + (f'_tau{tau}' if arm == 'wrs' else '')
-    path = osp.abspath(osp.join(args.work_dir, 'configs', name + '.py'))
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    study_config(opt, arm, args, tau).dump(path)
-    return ps.Arm(name, path)
+def arm_name(opt: str, arm: str, tau: int = None) -> str:
+    return f'{opt}_{arm}' + (f'_tau{tau}' if arm == 'wrs' else '')
 
 
-def study(arms, seeds, args, metric=METRIC) -> dict:
-    return ps.run_study(
-        arms,
-        seeds,
-        args.work_dir,
-        metric,
-        jobs=args.jobs,
-        collect_only=args.collect_only,
-        env=dict(OMP_NUM_THREADS=str(args.threads)))
+def make_arm(opt: str, arm: str, args, tau: int = None, seeds=None) -> ps.Arm:
+    """The arm's config dumped under ``<work-dir>/configs``, trained on
+    ``seeds`` (None: the study's)."""
+    return ps.dump_arm(
+        arm_name(opt, arm, tau), study_config(opt, arm, args, tau),
+        args.work_dir, seeds)
 
 
 def select_tau(opt: str, args) -> tuple:
     """tau with the best seed-0 validation accuracy, and every tau's."""
     arms = [make_arm(opt, 'wrs', args, t) for t in TAUS]
-    curves = study(arms, [0], args, 'val/top1')['curves']
+    curves = cifar_study.run(arms, [0], args, 'val/top1')['curves']
     val = {t: curves[a.name][0][-1][1] for t, a in zip(TAUS, arms)}
     return max(TAUS, key=val.get), val
 
 
-def previous_runs(path: str, args) -> dict:
-    """``{(opt, arm, seed): test curve}`` of an earlier run of this script
-    with the same epochs / width / holdout (wrs only at the same tau)."""
+def previous_curves(path: str, args, opt: str, tau: int) -> dict:
+    """``{arm name: {seed: test curve}}`` of ``opt`` in an earlier run of
+    this script with the same epochs / width / holdout: this run's arms and
+    seeds, the ``wrs*`` arms only at this run's ``tau``."""
     if not path:
         return {}
     with open(path) as f:
@@ -196,24 +133,78 @@ def previous_runs(path: str, args) -> dict:
            for k in ('epochs', 'width', 'holdout')):
         raise ValueError(f'--previous {path}: trained with other epochs / '
                          'width / holdout than this run')
-    tau = old.get('best_tau', {})
-    return {
-        (r['optimizer'], r['arm'], r['seed']): r['test']
-        for r in old['runs'] if not r['arm'].startswith('wrs')
-        or r['tau'] == tau.get(r['optimizer'])
+    curves: dict = {}
+    for r in old['runs']:
+        if (r['optimizer'] == opt and r['arm'] in args.arms
+                and r['seed'] < args.seeds
+                and (not r['arm'].startswith('wrs') or r['tau'] == tau)):
+            curves.setdefault(
+                arm_name(opt, r['arm'], tau),
+                {})[r['seed']] = [[i + 1, v] for i, v in enumerate(r['test'])]
+    return curves
+
+
+def arm_seeds(opt: str, arm: str, tau: int, args) -> list:
+    """The seeds ``arm`` trains on: the first ``--max-seeds`` N of them."""
+    limits = dict(kv.split('=') for kv in args.max_seeds)
+    n = limits.get(arm_name(opt, arm, tau), limits.get(arm, args.seeds))
+    return list(range(min(args.seeds, int(n))))
+
+
+def compare(opt: str, tau: int, args) -> tuple:
+    """Train ``opt``'s arms (each on its ``--max-seeds``), add the
+    ``--previous`` runs, write the report; the summary and the run
+    records."""
+    arms = {
+        short: make_arm(opt, short, args, tau,
+                        arm_seeds(opt, short, tau, args))
+        for short in args.arms
     }
+    old = previous_curves(args.previous, args, opt, tau)
+    trained = cifar_study.run(list(arms.values()), [], args, METRIC)['curves']
+    curves, reproduced = ps.reuse_runs(trained, old)
+    summary = ps.write_report(
+        dict(curves=curves),
+        f'{opt}_wd',
+        METRIC,
+        osp.dirname(osp.abspath(args.out)),
+        title=f'VGG16-BN (width {args.width}), {opt.upper()}, '
+        f'{args.epochs} epochs, CIFAR-10 subset',
+        stem=osp.splitext(osp.basename(args.out))[0] + f'_{opt}')
+    summary['reproduced'] = reproduced
+    runs = [
+        dict(
+            optimizer=opt,
+            arm=short,
+            seed=s,
+            tau=tau if short.startswith('wrs') else None,
+            test=[v for _, v in curves[a.name][s]],
+            reused=s not in trained.get(a.name, {}))
+        for short, a in arms.items() for s in range(args.seeds)
+        if s in curves.get(a.name, {})
+    ]
+    return summary, runs
 
 
-def main(argv=None) -> int:
+def plot_norms(arms, args) -> None:
+    """Conv norms and effective lr of the seed-0 runs of the
+    :data:`NORM_PLOT_ARMS` among ``arms``, to ``<out>_norms.png``."""
+    dirs = [
+        ps.run_dir(args.work_dir, name, 0) for name in arms
+        if name.split('_', 1)[1].split('_tau')[0] in NORM_PLOT_ARMS
+    ]
+    dirs = [d for d in dirs if osp.isdir(d)]
+    plot_norm_dynamics(
+        dirs,
+        labels=[f'{d.split(os.sep)[-2]} (seed 0)' for d in dirs],
+        out=osp.splitext(args.out)[0] + '_norms.png')
+
+
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--seeds', type=int, default=5)
-    ap.add_argument('--epochs', type=int, default=12)
-    ap.add_argument('--width', type=float, default=0.125)
-    ap.add_argument(
-        '--holdout',
-        type=int,
-        default=200,
-        help='validation images held out per class')
+    cifar_study.add_arguments(ap, 12, 'work_dirs/study_cifar10',
+                              'docs/study_cifar10.json')
     ap.add_argument(
         '--optimizers',
         nargs='+',
@@ -237,22 +228,15 @@ def main(argv=None) -> int:
         metavar='OPT=TAU',
         help='skip the tau selection for OPT')
     ap.add_argument('--previous', help='JSON of an earlier run to reuse')
-    ap.add_argument('--jobs', type=int, default=2, help='parallel runs')
-    ap.add_argument(
-        '--threads', type=int, default=1, help='torch threads per run')
-    ap.add_argument('--work-dir', default='work_dirs/study_cifar10')
-    ap.add_argument('--out', default='docs/study_cifar10.json')
-    ap.add_argument('--collect-only', action='store_true')
-    ap.add_argument(
-        '--smoke',
-        action='store_true',
-        help='a 1/40 subset, for the tests (seconds a run)')
     args = ap.parse_args(argv)
     if 'wd' not in args.arms:
         ap.error('--arms must include wd, the baseline')
-    limits = dict(kv.split('=') for kv in args.max_seeds)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     taus = {k: int(v) for k, v in (kv.split('=') for kv in args.tau)}
-    old = previous_runs(args.previous, args)
     t0 = time.time()
     result = dict(args=vars(args), tau_selection_val={}, best_tau={})
     summaries, runs = {}, []
@@ -260,60 +244,9 @@ def main(argv=None) -> int:
         if opt not in taus and any(a.startswith('wrs') for a in args.arms):
             taus[opt], result['tau_selection_val'][opt] = select_tau(opt, args)
         result['best_tau'][opt] = taus.get(opt)
-        arms = [make_arm(opt, a, args, taus.get(opt)) for a in args.arms]
-        by_seeds: dict = {}
-        for a, short in zip(arms, args.arms):
-            n = int(limits.get(a.name, limits.get(short, args.seeds)))
-            by_seeds.setdefault(min(n, args.seeds), []).append(a)
-        curves: dict = {}
-        for n, group in sorted(by_seeds.items(), reverse=True):
-            got = study(group, list(range(n)), args)['curves']
-            for name, c in got.items():
-                curves.setdefault(name, {}).update(c)
-        reproduced = {}
-        for a, short in zip(arms, args.arms):
-            for s in range(args.seeds):
-                prev = old.get((opt, short, s))
-                mine = curves.get(a.name, {}).get(s)
-                if prev is not None and mine is None:  # reused
-                    mine = curves.setdefault(
-                        a.name,
-                        {})[s] = [[i + 1, v] for i, v in enumerate(prev)]
-                elif prev is not None:
-                    reproduced[f'{a.name}_seed{s}'] = max(
-                        abs(x[1] - y) for x, y in zip(mine, prev))
-                if mine is not None:
-                    runs.append(
-                        dict(
-                            optimizer=opt,
-                            arm=short,
-                            seed=s,
-                            tau=taus.get(opt)
-                            if short.startswith('wrs') else None,
-                            test=[v for _, v in mine],
-                            reused=prev is not None
-                            and f'{a.name}_seed{s}' not in reproduced))
-        summaries[opt] = ps.write_report(
-            dict(curves=curves),
-            f'{opt}_wd',
-            METRIC,
-            osp.dirname(osp.abspath(args.out)),
-            title=f'VGG16-BN (width {args.width}), {opt.upper()}, '
-            f'{args.epochs} epochs, CIFAR-10 subset',
-            stem=osp.splitext(osp.basename(args.out))[0] + f'_{opt}')
-        summaries[opt]['reproduced'] = reproduced
-    stem = osp.splitext(args.out)[0]
-    opt = args.optimizers[0]
-    plotted = [
-        ps.run_dir(args.work_dir, name, 0) for name in summaries[opt]['arms']
-        if name.split('_', 1)[1].split('_tau')[0] in ('none', 'wd', 'wrs',
-                                                      'wrs_init')
-    ]
-    plotted = [d for d in plotted if osp.isdir(d)]
-    plot_norm_dynamics(
-        plotted,
-        labels=[f'{d.split(os.sep)[-2]} (seed 0)' for d in plotted],
-        out=stem + '_norms.png')
+        summaries[opt], opt_runs = compare(opt, taus.get(opt), args)
+        runs += opt_runs
+    plot_norms(summaries[args.optimizers[0]]['arms'], args)
     result.update(seconds=time.time() - t0, summary=summaries, runs=runs)
     with open(args.out, 'w') as f:
         json.dump(result, f, indent=1)

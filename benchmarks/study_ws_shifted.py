@@ -9,7 +9,7 @@ the eps-shifted L2 keeps the weights' std at or above eps.
         [--work-dir work_dirs/study_ws] [--out docs/study_ws_shifted.json]
 
 Model and data as ``benchmarks/study_cifar10.py`` (VGG16-BN at width 1/8,
-the CIFAR-10 subset, the shipped WD config shrunk by its ``study_config``)
+the CIFAR-10 subset, :func:`wrs_mm.testing.cifar_study.scale`)
 with every conv weight-standardised (the shipped
 ``configs/classification/vgg16-ws-bn_sgdm-{l2,shifted-l2}_*`` configs:
 ``conv_cfg=dict(type='ConvWS')``, mmcv ``ConvWS2d``, each still followed by
@@ -23,13 +23,13 @@ trains) and lambda, two arms on the same seeds:
   authors' WS form) instead.
 
 Every (optimizer, lambda) is a :mod:`wrs_mm.apis.paired_study` (``shifted -
-l2`` in test top-1). Per run it also reports whether training failed (a
-non-finite training loss, or final test accuracy below 15 %, chance being
-10 %), the smallest row std of any conv over training (``std_min``) and the
-largest effective lr (``eff_lr = lr / ||w_j||^2``, layer mean) from
-``NormDynamicsHook``. Writes ``--out``, a markdown table and
-``<out>_fig6.png`` (those two over training at the decisive lambdas, Li et
-al. Fig. 6 style) next to it.
+l2`` in test top-1, its table printed where it has 2 seeds or more). Per run
+it also reports whether training failed (a non-finite training loss, or
+final test accuracy below 15 %, chance being 10 %), the smallest row std of
+any conv over training (``std_min``) and the largest effective lr (``eff_lr
+= lr / ||w_j||^2``, layer mean) from ``NormDynamicsHook``. Writes
+``--out``, a markdown table and ``<out>_fig6.png`` (those two over training
+at the decisive lambdas, Li et al. Fig. 6 style) next to it.
 """
 import argparse
 import json
@@ -39,14 +39,15 @@ import os.path as osp
 import sys
 import time
 
-from study_cifar10 import study_config
+from mmengine.config import Config
 
 from wrs_mm.apis import paired_study as ps
 from wrs_mm.engine.norm_dynamics_hook import read_norm_dynamics
+from wrs_mm.testing import cifar_study, repo_root
 
-OPTIMIZERS = {  # the study's optimizer: (base config, optimizer dict)
-    'sgdm': ('sgdm', dict(type='SGD', lr=0.1, momentum=0.9)),
-    'adam': ('adamw', dict(type='Adam', lr=1e-3)),
+OPTIMIZERS = {
+    'sgdm': dict(type='SGD', lr=0.1, momentum=0.9),
+    'adam': dict(type='Adam', lr=1e-3),
 }
 CONFIGS = {  # the shipped weight-standardised VGG16-BN configs
     'l2': 'vgg16-ws-bn_sgdm-l2_1xb100-200e_cifar10.py',
@@ -56,15 +57,16 @@ METRIC = 'test/top1'
 CHANCE_LIMIT = 15.  # % test top-1 below which a run counts as failed
 
 
-def ws_config(opt: str, reg: str, lam: float, args):
+def ws_config(opt: str, reg: str, lam: float, args) -> Config:
     """The shipped WS config of ``reg`` at the study's scale, with the
     study's optimizer and lambda."""
-    base, optimizer = OPTIMIZERS[opt]
-    cfg = study_config(base, 'wd', args, config=CONFIGS[reg])
-    cfg.optim_wrapper.optimizer = dict(optimizer, weight_decay=lam)
+    cfg = Config.fromfile(
+        osp.join(repo_root(), 'configs', 'classification', CONFIGS[reg]))
+    cifar_study.scale(cfg, args)
+    cfg.optim_wrapper.optimizer = dict(OPTIMIZERS[opt], weight_decay=lam)
     if reg == 'shifted':
         cfg.optim_wrapper.paramwise_cfg.shifted_reg.eps = args.eps
-    if args.test_every > 1:  # a subset of the test images, every epoch
+    if args.test_every > 1 and not args.smoke:  # a subset, every epoch
         test = cfg.val_dataloader.dataset.datasets[1]
         test['indices'] = list(range(0, 10000, args.test_every))
     return cfg
@@ -101,17 +103,19 @@ def run_stats(work_dir: str) -> dict:
         ])
 
 
-def plot_fig6(rows, decisive, out: str) -> None:
+def plot_fig6(records, decisive, out: str) -> None:
     """Li et al. Fig. 6 style: the smallest conv row std and the largest
     effective lr over training, L2 against eps-shifted L2, at each
-    optimizer's decisive lambda (seed 0)."""
+    optimizer's decisive lambda (seed 0); nothing without one."""
+    if not decisive:
+        return
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(
         2, len(decisive), figsize=(5 * len(decisive), 6), squeeze=False)
     for col, (opt, lam) in enumerate(sorted(decisive)):
-        for r in rows:
+        for r in records:
             if (r['optimizer'], r['lam'], r['seed']) != (opt, lam, 0):
                 continue
             for row, key, label in ((0, 'std_min_curve', 'smallest row std'),
@@ -140,87 +144,32 @@ def parse_lambdas(items) -> dict:
     return out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument(
-        '--lambdas',
-        nargs='+',
-        default=['sgdm=5e-4,5e-3,5e-2', 'adam=1e-3,1e-2,1e-1'],
-        metavar='OPT=L1,L2,...')
-    ap.add_argument('--seeds', type=int, default=1, help='sweep seeds')
-    ap.add_argument(
-        '--decisive',
-        nargs='*',
-        default=['sgdm=5e-2', 'adam=1e-1'],
-        metavar='OPT=L',
-        help='lambdas run on --decisive-seeds seeds')
-    ap.add_argument('--decisive-seeds', type=int, default=3)
-    ap.add_argument('--eps', type=float, default=1e-3)
-    ap.add_argument('--epochs', type=int, default=4)
-    ap.add_argument('--width', type=float, default=0.125)
-    ap.add_argument('--holdout', type=int, default=200)
-    ap.add_argument(
-        '--test-every',
-        type=int,
-        default=2,
-        help='evaluate on every N-th test image')
-    ap.add_argument('--jobs', type=int, default=2)
-    ap.add_argument('--threads', type=int, default=1)
-    ap.add_argument('--work-dir', default='work_dirs/study_ws')
-    ap.add_argument('--out', default='docs/study_ws_shifted.json')
-    ap.add_argument('--collect-only', action='store_true')
-    ap.add_argument('--smoke', action='store_true')
-    args = ap.parse_args(argv)
-    lambdas = parse_lambdas(args.lambdas)
-    decisive = {(o, float(v))
-                for o, v in (d.split('=') for d in args.decisive)}
-    t0 = time.time()
-    rows, studies = [], {}
-    for opt, lams in lambdas.items():
-        for lam in lams:
-            seeds = args.decisive_seeds if (opt, lam) in decisive \
-                else args.seeds
-            arms = []
-            for reg in ('l2', 'shifted'):
-                name = f'{opt}_{reg}_lam{lam:g}'
-                path = osp.abspath(
-                    osp.join(args.work_dir, 'configs', name + '.py'))
-                os.makedirs(osp.dirname(path), exist_ok=True)
-                ws_config(opt, reg, lam, args).dump(path)
-                arms.append(ps.Arm(name, path))
-            res = ps.run_study(
-                arms,
-                list(range(seeds)),
-                args.work_dir,
-                METRIC,
-                jobs=args.jobs,
-                collect_only=args.collect_only,
-                env=dict(OMP_NUM_THREADS=str(args.threads)))
-            key = f'{opt}_lam{lam:g}'
-            studies[key] = ps.summarize(
-                {
-                    a: {
-                        s: c[-1][1]
-                        for s, c in by_seed.items()
-                    }
-                    for a, by_seed in res['curves'].items()
-                }, arms[0].name,
-                METRIC) if arms[0].name in res['curves'] else None
-            for arm in arms:
-                for s in range(seeds):
-                    st = run_stats(ps.run_dir(args.work_dir, arm.name, s))
-                    rows.append(
-                        dict(
-                            optimizer=opt,
-                            reg=arm.name.split('_')[1],
-                            lam=lam,
-                            seed=s,
-                            **st))
-    result = dict(
-        seconds=time.time() - t0, args=vars(args), runs=rows, paired=studies)
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(result, f, indent=1)
+def lambda_study(opt: str, lam: float, seeds: int, args) -> tuple:
+    """L2 against eps-shifted L2 at ``lam``, paired over ``seeds`` seeds:
+    the paired summary (None without an L2 result) and a record per run."""
+    arms = [
+        ps.dump_arm(f'{opt}_{reg}_lam{lam:g}', ws_config(opt, reg, lam, args),
+                    args.work_dir) for reg in CONFIGS
+    ]
+    res = cifar_study.run(arms, list(range(seeds)), args, METRIC)
+    summary = ps.summarize(
+        ps.final_values(res['curves']), arms[0].name,
+        METRIC) if arms[0].name in res['curves'] else None
+    records = [
+        dict(
+            optimizer=opt,
+            reg=reg,
+            lam=lam,
+            seed=s,
+            **run_stats(ps.run_dir(args.work_dir, arm.name, s)))
+        for reg, arm in zip(CONFIGS, arms) for s in range(seeds)
+    ]
+    return summary, records
+
+
+def stats_table(records, lambdas: dict) -> str:
+    """Per optimizer, lambda and regulariser: seeds, mean test top-1, failed
+    runs, the smallest row std and the largest effective lr."""
     lines = [
         '| optimizer | lambda | reg | seeds | test top-1 (mean) | failed | '
         'smallest row std | largest eff. lr |',
@@ -228,10 +177,10 @@ def main(argv=None) -> int:
     ]
     for opt, lams in lambdas.items():
         for lam in lams:
-            for reg in ('l2', 'shifted'):
+            for reg in CONFIGS:
                 rs = [
-                    r for r in rows if r['optimizer'] == opt
-                    and r['lam'] == lam and r['reg'] == reg
+                    r for r in records
+                    if (r['optimizer'], r['lam'], r['reg']) == (opt, lam, reg)
                 ]
                 if not rs:
                     continue
@@ -246,21 +195,66 @@ def main(argv=None) -> int:
                     f'| {opt} | {lam:g} | {reg} | {len(rs)} | {acc:.2f} | '
                     f"{sum(r['failed'] for r in rs)} / {len(rs)} | "
                     f'{std:.2e} | {eff:.3g} |')
-    table = '\n'.join(lines)
-    plot_fig6(rows, decisive, osp.splitext(args.out)[0] + '_fig6.png')
-    with open(osp.splitext(args.out)[0] + '.md', 'w') as f:
+    return '\n'.join(lines)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument(
+        '--lambdas',
+        nargs='+',
+        default=['sgdm=5e-4,5e-3,5e-2', 'adam=1e-3,1e-2,1e-1'],
+        metavar='OPT=L1,L2,...')
+    ap.add_argument('--seeds', type=int, default=1, help='sweep seeds')
+    cifar_study.add_arguments(ap, 4, 'work_dirs/study_ws',
+                              'docs/study_ws_shifted.json')
+    ap.add_argument(
+        '--decisive',
+        nargs='*',
+        default=['sgdm=5e-2', 'adam=1e-1'],
+        metavar='OPT=L',
+        help='lambdas run on --decisive-seeds seeds')
+    ap.add_argument('--decisive-seeds', type=int, default=3)
+    ap.add_argument('--eps', type=float, default=1e-3)
+    ap.add_argument(
+        '--test-every',
+        type=int,
+        default=2,
+        help='evaluate on every N-th test image (--smoke: every 40th)')
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    lambdas = parse_lambdas(args.lambdas)
+    decisive = {(o, float(v))
+                for o, v in (d.split('=') for d in args.decisive)}
+    t0 = time.time()
+    records, studies = [], {}
+    for opt, lams in lambdas.items():
+        for lam in lams:
+            seeds = args.decisive_seeds if (opt, lam) in decisive \
+                else args.seeds
+            studies[f'{opt}_lam{lam:g}'], got = lambda_study(
+                opt, lam, seeds, args)
+            records += got
+    result = dict(
+        seconds=time.time() - t0,
+        args=vars(args),
+        runs=records,
+        paired=studies)
+    stem = osp.splitext(args.out)[0]
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(result, f, indent=1)
+    table = stats_table(records, lambdas)
+    plot_fig6(records, decisive, stem + '_fig6.png')
+    with open(stem + '.md', 'w') as f:
         f.write(table + '\n')
     print(table)
     for key, s in studies.items():
-        if s is None:
-            continue
-        for name, a in s['arms'].items():
-            p = a['vs_baseline']
-            if p is not None and len(p['seeds']) > 1:
-                lo, hi = p['ci95']
-                print(f"{key} shifted - l2: {p['mean']:+.2f} [{lo:+.2f}, "
-                      f"{hi:+.2f}], better in {p['wins']} of "
-                      f"{len(p['seeds'])}")
+        if s is not None and min(a['n'] for a in s['arms'].values()) > 1:
+            print(f'\n{key}:\n{ps.markdown_table(s)}')
     print(f"{result['seconds']:.0f} s; {args.out}")
     return 0
 

@@ -355,3 +355,56 @@ def test_study_smoke(tmp_path):
     reused = {(r['arm'], r['seed']): r['reused'] for r in again['runs']}
     assert reused[('wd', 1)] and not reused[('wd', 0)]
     assert reused[('wrs_init', 1)] and not reused[('wrs_init', 0)]
+
+
+@pytest.mark.heavy
+def test_ws_study_smoke(tmp_path):
+    """study_ws_shifted.py's smoke mode: L2 against the eps-shifted L2 on the
+    weight-standardised VGG16-BN, one lambda on two seeds, through the
+    paired-study runner: each arm's config is the shipped one with the
+    study's optimizer, the paired summary holds the runs' own final values,
+    each run's extremes are those of its curves, and the tables and the
+    figure are written."""
+    out = tmp_path / 'ws.json'
+    res = subprocess.run([
+        sys.executable,
+        os.path.join(ROOT, 'benchmarks', 'study_ws_shifted.py'), '--smoke',
+        '--epochs', '1', '--lambdas', 'sgdm=5e-2', '--decisive', 'sgdm=5e-2',
+        '--decisive-seeds', '2', '--work-dir',
+        str(tmp_path / 'runs'), '--out',
+        str(out)
+    ],
+                         capture_output=True,
+                         text=True,
+                         timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    study = json.loads(out.read_text())
+    paired = study['paired']['sgdm_lam0.05']
+    assert paired['baseline'] == 'sgdm_l2_lam0.05'
+    assert {
+        k: a['n']
+        for k, a in paired['arms'].items()
+    } == {
+        'sgdm_l2_lam0.05': 2,
+        'sgdm_shifted_lam0.05': 2
+    }
+    for reg in ('l2', 'shifted'):
+        cfg = Config.fromfile(
+            str(tmp_path / 'runs' / 'configs' / f'sgdm_{reg}_lam0.05.py'))
+        assert cfg.model.backbone.conv_cfg == dict(type='ConvWS')
+        assert cfg.optim_wrapper.optimizer == dict(
+            type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-2)
+        shifted = cfg.optim_wrapper.get('paramwise_cfg', {}).get('shifted_reg')
+        assert (shifted.eps if reg == 'shifted' else shifted) == \
+            (1e-3 if reg == 'shifted' else None)
+    assert len(study['runs']) == 4
+    for r in study['runs']:
+        values = paired['arms'][f"sgdm_{r['reg']}_lam0.05"]['values']
+        assert r['test_top1'] == values[str(r['seed'])]
+        assert r['std_min'] == min(r['std_min_curve']) > 0
+        assert r['eff_lr_max'] == max(r['eff_lr_curve'])
+        assert r['failed'] == (r['non_finite_loss'] or r['test_top1'] < 15)
+    table = (tmp_path / 'ws.md').read_text().splitlines()
+    assert [line.split(' | ')[2] for line in table[2:]] == ['l2', 'shifted']
+    assert os.path.getsize(tmp_path / 'ws_fig6.png') > 10000
+    assert '| sgdm_shifted_lam0.05 | 2 |' in res.stdout

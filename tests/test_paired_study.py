@@ -12,6 +12,7 @@ import pytest
 from mmengine.config import Config
 from scipy import stats
 
+from wrs_mm.apis import paired_study as ps
 from wrs_mm.apis.paired_study import paired_difference
 from wrs_mm.testing import repo_root
 from wrs_mm.testing import small_scale as C
@@ -92,6 +93,60 @@ def test_paired_difference_uses_common_seeds_only():
     assert p['seeds'] == [1, 2] and p['diffs'] == [2., 4.]
     one = paired_difference({0: 2.}, {0: 1.})
     assert one['mean'] == 1. and one['ci95'][0] != one['ci95'][0]  # NaN
+
+
+def test_arms_with_their_own_seeds_and_reused_runs(tmp_path):
+    """An arm's own seeds decide which of its runs a study trains and
+    counts; reuse_runs adds an earlier study's runs this one lacks and
+    measures the runs both have."""
+    for s, v in ((0, 60.), (1, 61.), (2, 62.)):
+        _fake_run(tmp_path, 'wd', s, [30., v])
+    _fake_run(tmp_path, 'wrs', 0, [31., 63.])
+    _fake_run(tmp_path, 'wrs', 1, [31., 99.])  # not one of its seeds
+    cfg = Config(dict(model=dict(type='X'), randomness=dict(seed=0)))
+    wd = ps.dump_arm('wd', cfg, str(tmp_path / 'study'))
+    assert Config.fromfile(wd.config).model.type == 'X'
+    assert wd.config == str(tmp_path / 'study' / 'configs' / 'wd.py')
+    wrs = ps.Arm('wrs', wd.config, seeds=[0])
+    dry = ps.run_study([wd, wrs], [0, 1, 2],
+                       str(tmp_path),
+                       'test/top1',
+                       dry_run=True,
+                       log=lambda _: None)
+    assert [c.split('randomness.seed=')[1]
+            for c in dry['commands']] == ['0', '1', '2', '0']
+    got = ps.run_study([wd, wrs], [0, 1, 2],
+                       str(tmp_path),
+                       'test/top1',
+                       collect_only=True)['curves']
+    assert {
+        a: sorted(c)
+        for a, c in got.items()
+    } == {
+        'wd': [0, 1, 2],
+        'wrs': [0]
+    }
+    earlier = {'wrs': {0: [[1, 31.], [2, 63.5]], 2: [[1, 30.], [2, 64.]]}}
+    merged, reproduced = ps.reuse_runs(got, earlier)
+    assert reproduced == {'wrs_seed0': 0.5}
+    assert merged['wrs'] == {0: got['wrs'][0], 2: earlier['wrs'][2]}
+    assert sorted(got['wrs']) == [0]  # the study's own curves stay as they are
+    assert ps.final_values(merged) == {
+        'wd': {
+            0: 60.,
+            1: 61.,
+            2: 62.
+        },
+        'wrs': {
+            0: 63.,
+            2: 64.
+        }
+    }
+    with pytest.raises(ValueError, match='at least one seed to every arm'):
+        ps.run_study([wd, ps.Arm('none', wd.config, seeds=[])], [0],
+                     str(tmp_path),
+                     'test/top1',
+                     dry_run=True)
 
 
 @pytest.mark.heavy

@@ -16,6 +16,7 @@ from mmengine.runner import Runner
 import wrs_mm  # noqa: F401
 from wrs_mm.engine.param_groups import CLASS, NAMES, ROLE, group_index
 from wrs_mm.engine.plugin import unwrap
+from wrs_mm.testing.bench_utils import count_ops
 import toy
 from conftest import CPU_GRAD_SCALER
 
@@ -124,12 +125,7 @@ def test_groups_are_merged_by_settings_with_a_group_per_role(tmp_path):
 
 
 def foreach_ops(optimizer) -> int:
-    """``aten::_foreach_*`` ops of one step."""
-    with torch.profiler.profile(
-            activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        optimizer.step()
-    return sum(e.count for e in prof.key_averages()
-               if e.key.startswith('aten::_foreach_'))
+    return count_ops(optimizer.step)['foreach_ops']
 
 
 CASES = {

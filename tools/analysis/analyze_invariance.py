@@ -27,6 +27,35 @@ from wrs_mm.apis import (allow_full_checkpoint_load, build_from_config,
 from wrs_mm.core import analyze_invariance, verify_invariance
 
 
+def verify(model, loss_fn, report) -> dict:
+    """The numerical check of ``report``, printed; its JSON record."""
+    result = verify_invariance(model, loss_fn, report)
+    print(f'verify: loss {result.loss:.6g}; {result.invariant_count} '
+          f'invariant weights rescaled -> relative change '
+          f'{result.invariant_rel_change:.2e} (tolerance {result.rtol}); '
+          f'{len(result.refused_rel_change)} refused weights perturbed, '
+          'smallest change '
+          f'{min(result.refused_rel_change.values(), default=0):.2e}')
+    counts = result.counts()
+    print('verify: ' + ', '.join(f'{k} {n}' for k, n in counts.items()) +
+          f' (loss resolution {result.resolution:.1e})')
+    for w in result.warnings:
+        print('WARNING: ' + w)
+    for f in result.failures:
+        print('FAILED: ' + f)
+    print('verify: ' + ('OK' if result.ok else 'FAILED (a measurement '
+                        'contradicts the analysis)'))
+    return dict(
+        ok=result.ok,
+        loss=result.loss,
+        invariant_rel_change=result.invariant_rel_change,
+        refused_rel_change=result.refused_rel_change,
+        outcomes=result.outcomes,
+        sensitivity=result.sensitivity,
+        warnings=result.warnings,
+        failures=result.failures)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('config')
@@ -68,32 +97,8 @@ def main(argv=None) -> int:
         parameters=report.to_json())
     code = 0
     if args.verify:
-        result = verify_invariance(model, lambda: loss(batch), report)
-        print(f'verify: loss {result.loss:.6g}; {result.invariant_count} '
-              f'invariant weights rescaled -> relative change '
-              f'{result.invariant_rel_change:.2e} (tolerance {result.rtol}); '
-              f'{len(result.refused_rel_change)} refused weights perturbed, '
-              'smallest change '
-              f'{min(result.refused_rel_change.values(), default=0):.2e}')
-        counts = result.counts()
-        print('verify: ' + ', '.join(f'{k} {n}' for k, n in counts.items()) +
-              f' (loss resolution {result.resolution:.1e})')
-        for w in result.warnings:
-            print('WARNING: ' + w)
-        for f in result.failures:
-            print('FAILED: ' + f)
-        print('verify: ' + ('OK' if result.ok else 'FAILED (a measurement '
-                            'contradicts the analysis)'))
-        out['verify'] = dict(
-            ok=result.ok,
-            loss=result.loss,
-            invariant_rel_change=result.invariant_rel_change,
-            refused_rel_change=result.refused_rel_change,
-            outcomes=result.outcomes,
-            sensitivity=result.sensitivity,
-            warnings=result.warnings,
-            failures=result.failures)
-        code = 0 if result.ok else 1
+        out['verify'] = verify(model, lambda: loss(batch), report)
+        code = 0 if out['verify']['ok'] else 1
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:

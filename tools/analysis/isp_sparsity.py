@@ -32,6 +32,60 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def covariances(model, batches, loss, layers, n: int) -> dict:
+    """``{name: PatchCovariance}`` of the convs ``layers`` over ``n``
+    training batches."""
+    modules = dict(model.named_modules())
+    covs, handles = {}, []
+    for name in layers:
+        conv = modules.get(name)
+        if not isinstance(conv, torch.nn.Conv2d):
+            raise SystemExit(f'--layers: {name!r} is not a Conv2d of the '
+                             'model (see tools/analysis/analyze_invariance.py '
+                             'for the names)')
+        covs[name] = PatchCovariance(conv)
+        handles.append(
+            conv.register_forward_hook(
+                lambda m, inp, out, c=covs[name]: c.update(inp[0])))
+    with torch.no_grad():
+        for _ in range(n):
+            loss(next(batches))
+    for h in handles:
+        h.remove()
+    return covs
+
+
+def sparsity(name: str, cov, ax) -> dict:
+    """One conv's record (input span, beta of the projected and of the raw
+    kernels), its histograms drawn on ``ax``."""
+    vals, vecs = cov.eig()
+    proj = project_kernels(cov.conv.weight, vecs)
+    raw = cov.conv.weight.detach().double().flatten()
+    record = dict(
+        layer=name,
+        dim=cov.dim,
+        patches=cov.count,
+        input_span_dim=int((vals > vals[0] * 1e-6).sum()),
+        beta_projected=fit_ggd_beta(proj),
+        beta_raw=fit_ggd_beta(raw))
+    for data, label in ((raw, 'raw'), (proj.flatten(), 'projected')):
+        x = (data / data.std()).cpu().numpy()
+        ax.hist(
+            x,
+            bins=200,
+            range=(-6, 6),
+            density=True,
+            histtype='step',
+            log=True,
+            label=label)
+    ax.set_title(
+        f"{name}\nbeta proj {record['beta_projected']:.2f}, "
+        f"raw {record['beta_raw']:.2f}",
+        fontsize=8)
+    ax.legend(fontsize=7)
+    return record
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('config')
@@ -46,56 +100,14 @@ def main(argv=None) -> int:
     cfg = load_config(args.config, args.cfg_options)
     model, batches, loss = build_from_config(
         cfg, args.checkpoint, pretrained=False)  # the checkpoint's weights
-    modules = dict(model.named_modules())
-    covs, handles = {}, []
-    for name in args.layers:
-        conv = modules.get(name)
-        if not isinstance(conv, torch.nn.Conv2d):
-            raise SystemExit(f'--layers: {name!r} is not a Conv2d of the '
-                             'model (see tools/analysis/analyze_invariance.py '
-                             'for the names)')
-        covs[name] = PatchCovariance(conv)
-        handles.append(
-            conv.register_forward_hook(
-                lambda m, inp, out, c=covs[name]: c.update(inp[0])))
-    with torch.no_grad():
-        for _ in range(args.batches):
-            loss(next(batches))
-    for h in handles:
-        h.remove()
-
+    covs = covariances(model, batches, loss, args.layers, args.batches)
     os.makedirs(args.out_dir, exist_ok=True)
-    rows = []
     fig, axes = plt.subplots(
         1, len(covs), figsize=(4 * len(covs), 3.2), squeeze=False)
-    for ax, (name, cov) in zip(axes[0], covs.items()):
-        vals, vecs = cov.eig()
-        proj = project_kernels(cov.conv.weight, vecs)
-        raw = cov.conv.weight.detach().double().flatten()
-        span = int((vals > vals[0] * 1e-6).sum())
-        rows.append(
-            dict(
-                layer=name,
-                dim=cov.dim,
-                patches=cov.count,
-                input_span_dim=span,
-                beta_projected=fit_ggd_beta(proj),
-                beta_raw=fit_ggd_beta(raw)))
-        for data, label in ((raw, 'raw'), (proj.flatten(), 'projected')):
-            x = (data / data.std()).cpu().numpy()
-            ax.hist(
-                x,
-                bins=200,
-                range=(-6, 6),
-                density=True,
-                histtype='step',
-                log=True,
-                label=label)
-        ax.set_title(
-            f"{name}\nbeta proj {rows[-1]['beta_projected']:.2f}, "
-            f"raw {rows[-1]['beta_raw']:.2f}",
-            fontsize=8)
-        ax.legend(fontsize=7)
+    layers = [
+        sparsity(name, cov, ax)
+        for ax, (name, cov) in zip(axes[0], covs.items())
+    ]
     fig.tight_layout()
     fig.savefig(osp.join(args.out_dir, 'isp_sparsity.png'), dpi=110)
     with open(osp.join(args.out_dir, 'isp_sparsity.json'), 'w') as f:
@@ -104,12 +116,12 @@ def main(argv=None) -> int:
                 config=args.config,
                 checkpoint=args.checkpoint,
                 batches=args.batches,
-                layers=rows),
+                layers=layers),
             f,
             indent=1)
     print(f"{'layer':<40} {'d':>6} {'span':>6} {'patches':>9} "
           f"{'beta proj':>9} {'beta raw':>9}")
-    for r in rows:
+    for r in layers:
         print(f"{r['layer']:<40} {r['dim']:>6} {r['input_span_dim']:>6} "
               f"{r['patches']:>9} {r['beta_projected']:>9.3f} "
               f"{r['beta_raw']:>9.3f}")

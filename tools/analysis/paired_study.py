@@ -69,7 +69,8 @@ def arms_from_args(args) -> list:
     return arms
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> tuple:
+    """The options, the arms and the baseline's name."""
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('configs', nargs='+')
     ap.add_argument(
@@ -119,24 +120,12 @@ def main(argv=None) -> int:
     if baseline not in [a.name for a in arms]:
         ap.error(f'--baseline {baseline!r} is not an arm: '
                  f'{[a.name for a in arms]}')
-    if args.cancel:
-        cancelled = cancel_study(args.work_dir)
-        print(f'cancelled jobs: {cancelled}')
-    study = run_study(
-        arms,
-        args.seeds,
-        args.work_dir,
-        args.metric,
-        launcher=args.launcher,
-        jobs=args.jobs,
-        gpus=args.gpus,
-        partition=args.partition,
-        tools_dir=osp.dirname(osp.dirname(osp.abspath(__file__))),
-        collect_only=args.collect_only or args.cancel,
-        dry_run=args.dry_run,
-        wait=args.wait)
-    if args.dry_run:
-        return 0
+    return args, arms, baseline
+
+
+def report(study: dict, arms, baseline: str, args) -> int:
+    """Print the runs' states and the comparison, write the report; the
+    exit status."""
     print(states_table(study['states']))
     waiting = [r for r in study['states'] if r['state'] in QUEUED.values()]
     if waiting and baseline not in study['curves']:
@@ -159,6 +148,29 @@ def main(argv=None) -> int:
             f'not done (failed, queued or not trained): {missing}',
             file=sys.stderr)
     return 1 if study['failed'] else 0
+
+
+def main(argv=None) -> int:
+    args, arms, baseline = parse_args(argv)
+    if args.cancel:
+        cancelled = cancel_study(args.work_dir)
+        print(f'cancelled jobs: {cancelled}')
+    study = run_study(
+        arms,
+        args.seeds,
+        args.work_dir,
+        args.metric,
+        launcher=args.launcher,
+        jobs=args.jobs,
+        gpus=args.gpus,
+        partition=args.partition,
+        tools_dir=osp.dirname(osp.dirname(osp.abspath(__file__))),
+        collect_only=args.collect_only or args.cancel,
+        dry_run=args.dry_run,
+        wait=args.wait)
+    if args.dry_run:
+        return 0
+    return report(study, arms, baseline, args)
 
 
 if __name__ == '__main__':

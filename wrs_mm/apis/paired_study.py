@@ -6,11 +6,14 @@ Seed ``s`` sets ``randomness.seed=s`` in every arm, so the arms of one seed
 start from the same weights and see the same data order: the per-seed
 difference ``arm - baseline`` removes the seed's luck, and its mean gets a
 two-sided 95 % Student-t interval over seeds (``mean +- t_{0.975, n-1}
-sd / sqrt(n)``). Runs live in ``<work_dir>/<arm>/seed<s>`` (one mmengine work
+sd / sqrt(n)``). An arm trains on the study's seeds or on its own
+(``Arm.seeds``). Runs live in ``<work_dir>/<arm>/seed<s>`` (one mmengine work
 dir each); a finished run (its ``paired_study_run.json``) is never repeated,
 so a study can be extended with seeds or arms, or only collected from work
 dirs trained elsewhere (``collect_only``: any work dir whose
-``vis_data/scalars.json`` holds the metric).
+``vis_data/scalars.json`` holds the metric). :func:`reuse_runs` adds the
+results of an earlier study to this one's and says whether the runs both
+trained agree.
 
 Launchers: ``'local'`` (``python tools/train.py``, ``jobs`` at a time),
 ``'pytorch'`` (``tools/dist_train.sh CONFIG GPUS``, a distinct ``PORT`` per
@@ -53,10 +56,12 @@ MANIFEST = 'paired_study_manifest.json'
 @dataclass
 class Arm:
     """One arm: a config file plus ``--cfg-options`` (``'key=value'``
-    strings, mmengine's syntax) applied on every seed."""
+    strings, mmengine's syntax) applied on every seed; ``seeds``: the seeds
+    this arm trains on (None: the study's)."""
     name: str
     config: str
     cfg_options: List[str] = field(default_factory=list)
+    seeds: Optional[List[int]] = None
 
     def __post_init__(self):
         if not self.name or os.sep in self.name:
@@ -70,6 +75,18 @@ class Arm:
 
 def run_dir(work_dir: str, arm: str, seed: int) -> str:
     return osp.join(work_dir, arm, f'seed{seed}')
+
+
+def dump_arm(name: str,
+             cfg,
+             work_dir: str,
+             seeds: Optional[List[int]] = None) -> Arm:
+    """An arm of the mmengine ``Config`` ``cfg``, dumped to
+    ``<work_dir>/configs/<name>.py``, on ``seeds`` (None: the study's)."""
+    path = osp.abspath(osp.join(work_dir, 'configs', name + '.py'))
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    cfg.dump(path)
+    return Arm(name, path, seeds=seeds)
 
 
 def train_command(arm: Arm,
@@ -155,7 +172,8 @@ def run_study(arms: Sequence[Arm],
     _check_study(arms, seeds, launcher)
     tools_dir = tools_dir or package_tools()
     runs = [(arm, s, osp.abspath(run_dir(work_dir, arm.name, s)))
-            for arm in arms for s in seeds]
+            for arm in arms
+            for s in (seeds if arm.seeds is None else arm.seeds)]
     commands = [
         shlex.join(
             train_command(arm, s, wd, tools_dir, launcher, gpus, partition))
@@ -199,8 +217,9 @@ def _check_study(arms: Sequence[Arm], seeds: Sequence[int],
     if len(set(names)) != len(names) or not arms:
         raise ValueError('paired study: give arms with distinct names, got '
                          f'{names}')
-    if not seeds:
-        raise ValueError('paired study: give at least one seed')
+    if any(not (seeds if a.seeds is None else a.seeds) for a in arms):
+        raise ValueError('paired study: give at least one seed to every arm '
+                         '(the study\'s seeds, or the arm\'s own)')
 
 
 def _counted_curves(runs, states, metric: str) -> Dict[str, Dict[int, list]]:
@@ -412,6 +431,36 @@ def paired_difference(values: Dict[int, float], baseline: Dict[int,
         diffs=d)
 
 
+def final_values(curves: Dict[str, Dict[int, list]]) -> Dict[str, dict]:
+    """``{arm: {seed: last value}}`` of ``{arm: {seed: curve}}``."""
+    return {
+        a: {
+            s: c[-1][1]
+            for s, c in by_seed.items()
+        }
+        for a, by_seed in curves.items()
+    }
+
+
+def reuse_runs(curves: Dict[str, Dict[int, list]],
+               previous: Dict[str, Dict[int, list]]) -> tuple:
+    """``curves`` with the runs of ``previous`` (the curves of an earlier
+    study of the same arms) that it lacks, and ``{'<arm>_seed<s>': largest
+    difference}`` of the runs both have (0 when training is bitwise
+    reproducible)."""
+    merged = {a: dict(by_seed) for a, by_seed in curves.items()}
+    reproduced = {}
+    for arm, by_seed in previous.items():
+        for s, old in by_seed.items():
+            mine = merged.setdefault(arm, {}).get(s)
+            if mine is None:
+                merged[arm][s] = old
+            else:
+                reproduced[f'{arm}_seed{s}'] = max(
+                    abs(x[1] - y[1]) for x, y in zip(mine, old))
+    return merged, reproduced
+
+
 def summarize(finals: Dict[str, Dict[int, float]], baseline: str,
               metric: str) -> dict:
     """Per arm: its per-seed final values, mean / std, and the paired
@@ -497,14 +546,7 @@ def write_report(study: dict,
     writes ``<stem>.json``, ``<stem>.md`` and ``<stem>_curves.png`` to
     ``out_dir`` and returns the summary."""
     curves = study['curves']
-    finals = {
-        a: {
-            s: c[-1][1]
-            for s, c in by_seed.items()
-        }
-        for a, by_seed in curves.items()
-    }
-    summary = summarize(finals, baseline, metric)
+    summary = summarize(final_values(curves), baseline, metric)
     summary.update(failed=study.get('failed', []), curves=curves)
     os.makedirs(out_dir, exist_ok=True)
     with open(osp.join(out_dir, stem + '.json'), 'w') as f:

@@ -14,6 +14,18 @@ from ..apis.launch import read_config
 from .paths import coco_root
 from .small_scale import make_voc_from_coco
 
+#: detectors whose BN layers train (``norm_eval=False``), so that their convs
+#: are scale-invariant: name -> (installed config, model overrides)
+BN_TRAINED_DETECTORS = {
+    'yolov3_d53': ('mmdet::yolo/yolov3_d53_8xb8-ms-608-273e_coco.py', {
+        'backbone.norm_eval': False
+    }),
+    'faster_rcnn_r50': ('mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', {
+        'backbone.norm_eval': False,
+        'backbone.frozen_stages': -1
+    }),
+}
+
 
 def det_model_and_loss(config: str,
                        size=192,
