@@ -8,14 +8,14 @@ the eps-shifted L2 keeps the weights' std at or above eps.
         [--decisive-seeds 3] [--epochs 4] [--jobs 2]
         [--work-dir work_dirs/study_ws] [--out docs/study_ws_shifted.json]
 
-Model and data as ``benchmarks/study_cifar10.py`` (VGG16-BN at width 1/8,
-the CIFAR-10 subset, :func:`wrs_mm.testing.cifar_study.scale`)
-with every conv weight-standardised (the shipped
+Model and data as ``benchmarks/study_cifar10.py`` (VGG16-BN at width 1/8, the
+CIFAR-10 subset, :func:`wrs_mm.testing.cifar_study.scale`) with every conv
+weight-standardised (the shipped
 ``configs/classification/vgg16-ws-bn_sgdm-{l2,shifted-l2}_*`` configs:
 ``conv_cfg=dict(type='ConvWS')``, mmcv ``ConvWS2d``, each still followed by
-BN). Per optimizer (SGDM lr 0.1, Adam
-lr 1e-3, both with L2 *coupled*, i.e. added to the gradient, as the paper
-trains) and lambda, two arms on the same seeds:
+BN). Per optimizer (SGDM lr 0.1, Adam lr 1e-3, both with L2 *coupled*, i.e.
+added to the gradient, as the paper trains) and lambda, two arms on the same
+seeds:
 
 * ``l2``: ``weight_decay=lambda`` on every parameter;
 * ``shifted``: the same, except that the WS convs get the eps-shifted L2

@@ -5,11 +5,10 @@ A run is one job. Its script asks for the resources ``slurm_train.sh`` will
 ask for (:func:`slurm_resources`, read from the same variables: ``GPUS``,
 ``GPUS_PER_NODE``, ``TASKS_PER_NODE``, ``CPUS_PER_TASK``), then runs
 ``slurm_train.sh`` in the allocation: with ``--resume`` when the work dir
-holds a checkpoint (a cancelled, failed or timed-out run resumes from its
-last one), and on success writes the run's done file. Jobs sharing a node
-need distinct rendezvous ports: ``MASTER_PORT`` is derived from the job id
-unless set. The job outlives the
-shell that submitted it.
+holds a checkpoint (a cancelled, failed or timed-out run resumes from its last
+one), and on success writes the run's done file. Jobs sharing a node need
+distinct rendezvous ports: ``MASTER_PORT`` is derived from the job id unless
+set. The job outlives the shell that submitted it.
 """
 import json
 import os

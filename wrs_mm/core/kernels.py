@@ -12,10 +12,9 @@ rescale moves about the bytes of one ``torch._foreach_mul_``.
 
 Triton is optional: :func:`available` says whether the kernels can run on a
 tensor's device (CUDA with Triton >= 3.0 installed, :data:`UNAVAILABLE` says
-why not, or any device under Triton's
-interpreter, ``TRITON_INTERPRET=1``, which the tests use on CPU). The
-pure-torch implementations in :mod:`.rescale` / :mod:`.shifted_lp` are the
-reference these kernels are tested against.
+why not, or any device under Triton's interpreter, ``TRITON_INTERPRET=1``,
+which the tests use on CPU). The pure-torch implementations in :mod:`.rescale`
+/ :mod:`.shifted_lp` are the reference these kernels are tested against.
 """
 import os
 from typing import List, Optional, Sequence

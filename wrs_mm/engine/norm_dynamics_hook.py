@@ -25,10 +25,9 @@ class NormDynamicsHook(Hook):
     3.1), the effective learning rate ``lr / ||w||^2`` (Li et al. Sec. 3.2),
     and the step's ``sum_j ||w_j(t+1)||^2 - ||w_j(t)||^2`` next to ``lr^2
     ||grad||^2`` (equal under plain SGD, Liu et al. 2021 Cor 3.3). Measured
-    right before and after real optimizer
-    steps (final, unscaled gradients, after the shifted regularizer's; no
-    record for skipped AMP steps), before WRS rescales
-    (:data:`~wrs_mm.engine.plugin.POST_STEP_ORDER`).
+    right before and after real optimizer steps (final, unscaled gradients,
+    after the shifted regularizer's; no record for skipped AMP steps), before
+    WRS rescales (:data:`~wrs_mm.engine.plugin.POST_STEP_ORDER`).
 
     Outputs: layer averages ``norm_mean``, ``cos_abs_mean``, ``eff_lr`` in
     ``runner.message_hub`` (the log line); every layer's values through
