@@ -17,15 +17,14 @@ resume), so the ratio is in steps of the run's length.
 import argparse
 import json
 import os.path as osp
-import statistics
 import sys
-import time
 
 import torch
 
 from wrs_mm.apis import build_from_config, load_config
 from wrs_mm.core import analyze_invariance
 from wrs_mm.testing import repo_root
+from wrs_mm.testing.bench_utils import alternate
 
 # name -> (shipped config, train size H W: the largest scale its pipeline
 # resizes to)
@@ -61,24 +60,23 @@ def measure(config: str, size, batch: int, rounds: int) -> dict:
         model.zero_grad(set_to_none=True)
         loss(data).backward()
 
-    step()  # warm-up: allocator, lazy inits
-    steps, analyses = [], []
-    for _ in range(rounds):  # alternating, so that drift hits both
-        t = time.perf_counter()
-        step()
-        steps.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        report = analyze_invariance(model, lambda: loss(data))
-        analyses.append(time.perf_counter() - t)
-    invariant = len(report.invariant())
+    reports = []
+
+    def analysis():
+        reports[:] = [analyze_invariance(model, lambda: loss(data))]
+
+    # warm-up: allocator, lazy inits; alternating, so that drift hits both
+    t = alternate(dict(step=step, analysis=analysis), rounds, warmup=1)
+    report, = reports
+    step_s, analysis_s = t['step']['median'], t['analysis']['median']
     return dict(
         config=config,
         input=f'{batch}x3x{size[0]}x{size[1]}',
-        invariant_weights=invariant,
+        invariant_weights=len(report.invariant()),
         candidates=len(report.candidates()),
-        step_s=statistics.median(steps),
-        analysis_s=statistics.median(analyses),
-        ratio=statistics.median(analyses) / statistics.median(steps))
+        step_s=step_s,
+        analysis_s=analysis_s,
+        ratio=analysis_s / step_s)
 
 
 def main(argv=None) -> int:
