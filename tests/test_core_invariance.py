@@ -403,3 +403,88 @@ def test_verify_cannot_tell_when_the_loss_ignores_the_invariant_set():
     assert result.ok
     assert result.outcomes['conv.weight'] == 'cannot tell'
     assert any('invariant weights' in w for w in result.warnings)
+
+
+class NormInsideConv(nn.Conv2d):
+    """Like Detectron2's ``layers.Conv2d``: the norm and the activation run
+    inside the conv's own forward."""
+
+    def __init__(self, *args, norm=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.norm = norm
+
+    def forward(self, x):
+        x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        return F.relu(self.norm(x)) if self.norm is not None else x
+
+
+class DecomposedBatchNorm2d(nn.BatchNorm2d):
+    """Like Detectron2's ``NaiveSyncBatchNorm`` on several ranks: batch
+    statistics computed op by op."""
+
+    def forward(self, x):
+        mean = x.mean(dim=(0, 2, 3))
+        var = (x * x).mean(dim=(0, 2, 3)) - mean * mean
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        bias = self.bias - mean * scale
+        return x * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """Like Detectron2's / torchvision's ``FrozenBatchNorm2d``: fixed
+    statistics, no torch norm subclass."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.register_buffer('scale', torch.rand(c) + 0.5)
+        self.register_buffer('shift', torch.randn(c))
+
+    def forward(self, x):
+        return x * self.scale.view(1, -1, 1, 1) + self.shift.view(1, -1, 1, 1)
+
+
+class NormInside(nn.Module):
+
+    def __init__(self):
+        super().__init__()
+        self.c_bn = NormInsideConv(3, 8, 3, padding=1, norm=nn.BatchNorm2d(8))
+        self.c_gn = NormInsideConv(
+            8, 8, 3, padding=1, bias=False, norm=nn.GroupNorm(4, 8))
+        self.c_sync = NormInsideConv(
+            8, 8, 1, bias=False, norm=DecomposedBatchNorm2d(8))
+        self.c_frozen = NormInsideConv(8, 8, 1, norm=FrozenBatchNorm2d(8))
+        self.c_plain = NormInsideConv(8, 8, 1)  # FPN lateral without norm
+        self.c_mixed = NormInsideConv(8, 8, 1, bias=False)
+        self.bn_mixed = DecomposedBatchNorm2d(8)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.c_sync(self.c_gn(self.c_bn(x)))
+        x = self.c_frozen(x) + self.c_plain(x)
+        y = self.c_mixed(x)
+        x = self.bn_mixed(y + x)  # normalises more than c_mixed's output
+        return self.head(x.mean((2, 3)))
+
+
+def test_weight_op_inside_a_module_that_normalises():
+    torch.manual_seed(0)
+    m = NormInside().train()
+    x, t = torch.randn(4, 3, 8, 8), torch.randint(0, 5, (4, ))
+    report = analyze_invariance(m, _loss(m, x, t))
+    kinds = {n: (v.kind, v.rows) for n, v in report.items()}
+    assert kinds['c_bn.weight'] == ('channel', 8), report['c_bn.weight'].reason
+    assert kinds['c_gn.weight'] == ('group', 4)
+    assert kinds['c_sync.weight'] == ('channel',
+                                      8), report['c_sync.weight'].reason
+    assert report['c_sync.weight'].norms == ('c_sync.norm', )
+    assert kinds['c_frozen.weight'][0] == 'none'
+    assert "FrozenBatchNorm2d 'c_frozen.norm'" in report[
+        'c_frozen.weight'].reason
+    assert 'frozen' in report['c_frozen.weight'].reason
+    assert 'AddBackward0' in report['c_plain.weight'].reason
+    assert report['c_mixed.weight'].kind == 'none'
+    assert 'AddBackward0' in report['c_mixed.weight'].reason
+    result = verify_invariance(m, _loss(m, x, t), report)
+    assert result.ok, result.failures
+    assert result.outcomes['c_sync.weight'] == 'invariant'
+    assert result.outcomes['c_plain.weight'] == 'not invariant'

@@ -5,14 +5,22 @@ normalisation that uses batch statistics can be rescaled without changing the
 network function. This module finds such weights by following the data of one
 real training forward, not module names:
 
-* every Conv / Linear call is recorded with the autograd node of its output,
-  and every normalisation call with its output node and whether it normalises
-  with batch statistics;
+* every conv / linear op that receives a parameter as its weight
+  (``F.conv*d``, ``F.linear``, whichever module calls it) is recorded with the
+  autograd node of its output: the weight's own op, not the output of the
+  module that owns it (Detectron2's ``Conv2d`` applies its ``norm`` and
+  activation inside its own forward); every Conv / Linear module call is
+  recorded too, for layers that transform their weight before the op;
+* every normalisation call is recorded with its input and output nodes and
+  whether it normalises with batch statistics (Detectron2's
+  ``FrozenBatchNorm2d`` never does);
 * the autograd graph of the loss is walked backwards to list, for each node,
   the nodes that consume it;
-* a weight is invariant when *every* consumer of *every* use of its layer's
-  output is a normalisation using batch statistics (a dtype cast in between is
-  transparent): BatchNorm / SyncBatchNorm / InstanceNorm give per-channel
+* a weight is invariant when *every* path from *every* use of its op's output
+  to the loss passes through a normalisation of that output using batch
+  statistics (a dtype cast in between is transparent; a normalisation written
+  as several ops, such as Detectron2's ``NaiveSyncBatchNorm`` across ranks,
+  counts as one): BatchNorm / SyncBatchNorm / InstanceNorm give per-channel
   invariance (a bias is allowed, the channel mean removes it), GroupNorm per
   group of channels, LayerNorm the whole tensor (both require no bias);
 * a layer that standardises its own weight is recognised by its class (mmcv
@@ -31,14 +39,24 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
+from torch.overrides import TorchFunctionMode
 
 #: the normalisations whose batch statistics make a weight invariant
 NORMS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 _PRODUCERS = (nn.modules.conv._ConvNd, nn.Linear)
+#: the ops whose second argument (``weight``) is a weight matrix with one
+#: output channel per row of dim 0
+WEIGHT_OPS = frozenset((F.conv1d, F.conv2d, F.conv3d, F.linear))
+#: the same with the channels on dim 1 (refused)
+TRANSPOSED_OPS = frozenset(
+    (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d))
+#: normalisations with frozen statistics that are no torch norm subclass
+FROZEN_NORMS = ('FrozenBatchNorm2d', )
 _PASS_THROUGH = ('ToCopyBackward0', )
 _UNUSED = 'output does not reach the loss (unused, or no autograd history)'
 _NOT_A_LAYER = ('not the weight of a Conv/Linear layer called in the '
@@ -158,6 +176,7 @@ class _NormCall:
     needs_no_bias: bool
     eps: Optional[float] = None
     var: Optional[torch.Tensor] = None  # per channel (or 1), what it divides
+    source: object = None  # the autograd node of its input
 
 
 @torch.no_grad()
@@ -183,11 +202,35 @@ def _batch_variance(m: nn.Module, x: torch.Tensor) -> Optional[torch.Tensor]:
     return None
 
 
-class InvarianceRecorder:
-    """Records layer and normalisation calls while active (a context manager).
+class _WeightOps(TorchFunctionMode):
+    """Records, per parameter passed as the ``weight`` of a conv / linear op,
+    the autograd nodes of the op's outputs."""
 
-    Hooks are global module hooks installed only inside the ``with`` block, so
-    nothing is left on the model (safe for ``deepcopy``, EMA copies, DDP).
+    def __init__(self, params: Dict[int, nn.Parameter]):
+        super().__init__()
+        self.params = params
+        self.calls: Dict[int, list] = defaultdict(list)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in WEIGHT_OPS or func in TRANSPOSED_OPS:
+            w = args[1] if len(args) > 1 else kwargs.get('weight')
+            if id(w) in self.params and self.params[id(w)] is w and \
+                    isinstance(out, torch.Tensor):
+                bias = args[2] if len(args) > 2 else kwargs.get('bias')
+                self.calls[id(w)].append((out.grad_fn, func
+                                          in TRANSPOSED_OPS, bias is not None))
+        return out
+
+
+class InvarianceRecorder:
+    """Records weight ops, layer and normalisation calls while active (a
+    context manager).
+
+    Hooks are global module hooks and a torch function mode installed only
+    inside the ``with`` block, so nothing is left on the model (safe for
+    ``deepcopy``, EMA copies, DDP).
     """
 
     def __init__(self, model: nn.Module):
@@ -195,33 +238,41 @@ class InvarianceRecorder:
         self.names = {m: n for n, m in model.named_modules()}
         self.layer_calls: Dict[nn.Module, list] = defaultdict(list)
         self.norm_calls: Dict[object, _NormCall] = {}
+        self.ops = _WeightOps({id(p): p for p in model.parameters()})
         self._handle = None
+
+    @property
+    def op_calls(self) -> Dict[int, list]:
+        """``{id(param): [(output node, transposed, has bias)]}`` of the ops
+        it is the weight of."""
+        return self.ops.calls
 
     def __enter__(self):
         self._handle = nn.modules.module.register_module_forward_hook(
             self._hook)
+        self.ops.__enter__()
         return self
 
     def __exit__(self, *exc):
+        self.ops.__exit__(*exc)
         self._handle.remove()
 
     def _hook(self, module, inputs, output):
         if module not in self.names or not isinstance(output, torch.Tensor):
             return
         node = output.grad_fn
+        x = inputs[0] if inputs and isinstance(inputs[0],
+                                               torch.Tensor) else None
         if isinstance(module, _PRODUCERS):
-            x = inputs[0] if inputs and isinstance(inputs[0],
-                                                   torch.Tensor) else None
             self.layer_calls[module].append(
                 (node, None if x is None else x[:1].detach()))
         elif node is not None:
             call = _norm_call(module, self.names[module])
             if call is not None:
-                x = inputs[0] if inputs and isinstance(inputs[0],
-                                                       torch.Tensor) else None
                 call.eps = getattr(module, 'eps', None)
                 if call.batch_stats and x is not None:
                     call.var = _batch_variance(module, x)
+                call.source = None if x is None else x.grad_fn
                 self.norm_calls[node] = call
 
 
@@ -240,6 +291,8 @@ def _norm_call(m: nn.Module, name: str) -> Optional[_NormCall]:
                          if c % g == 0 else 1, True)
     if isinstance(m, nn.LayerNorm):
         return _NormCall(name, cls, True, lambda c: 1, True)
+    if cls in FROZEN_NORMS:
+        return _NormCall(name, cls, False, lambda c: c, False)
     return None
 
 
@@ -359,13 +412,23 @@ def classify(model: nn.Module, loss_roots,
     """Classify every parameter of ``model`` from a recorded forward whose
     output tensors (losses) are ``loss_roots``."""
     consumers = _consumers([t.grad_fn for t in loss_roots])
+    owners = {
+        id(p): m
+        for m in model.modules()
+        for p in m.parameters(recurse=False)
+    }
+    params = {id(p): p for p in model.parameters()}
     verdicts: Dict[int, tuple] = {}
+    for pid, calls in rec.op_calls.items():
+        if params[pid].requires_grad:
+            verdicts[pid] = _classify_op(params[pid], owners.get(pid), calls,
+                                         consumers, rec)
     for module, calls in rec.layer_calls.items():
         w = getattr(module, 'weight', None)
-        if not isinstance(w, nn.Parameter) or not w.requires_grad:
+        if not isinstance(
+                w, nn.Parameter) or not w.requires_grad or id(w) in verdicts:
             continue
-        verdicts[id(w)] = _classify_layer(module, rec.names[module], calls,
-                                          consumers, rec)
+        verdicts[id(w)] = _classify_layer(module, calls, consumers, rec)
     report = InvarianceReport()
     for name, p in model.named_parameters():
         shape = tuple(p.shape)
@@ -384,7 +447,24 @@ def classify(model: nn.Module, loss_roots,
     return report
 
 
-def _classify_layer(module, name, calls, consumers, rec) -> tuple:
+def _classify_op(w, module, calls, consumers, rec) -> tuple:
+    """A weight passed as it is to conv / linear ops (``calls``: the
+    recorded ``(output node, transposed, has bias)``)."""
+    used = [c for c in calls if c[0] in consumers]
+    if not used:
+        return ('none', 0, _UNUSED)
+    if any(transposed for _, transposed, _ in used):
+        what = type(module).__name__ if module is not None else 'a ' \
+            'transposed conv'
+        return ('none', 0, f'{what}: output channels are not dim 0 of the '
+                'weight')
+    return _classify_outputs(w, [node for node, _, _ in used],
+                             any(bias for _, _, bias in used), consumers, rec)
+
+
+def _classify_layer(module, calls, consumers, rec) -> tuple:
+    """A Conv / Linear module whose weight reaches its op transformed (weight
+    standardisation, a custom op): judged on the module's output."""
     used = [(node, x) for node, x in calls if node in consumers]
     if not used:
         return ('none', 0, _UNUSED)
@@ -394,29 +474,94 @@ def _classify_layer(module, name, calls, consumers, rec) -> tuple:
     ws = _standardises_weight(module, used[0][1])
     if ws is not None:
         return ('ws', module.weight.shape[0], ws, _ws_eps_errors(module))
-    channels = module.weight.shape[0]
+    return _classify_outputs(module.weight, [node for node, _ in used],
+                             getattr(module, 'bias', None) is not None,
+                             consumers, rec)
+
+
+def _classify_outputs(w, nodes, has_bias: bool, consumers, rec) -> tuple:
+    """The verdict on ``w`` from the uses (autograd ``nodes``) of the
+    output it produces."""
+    channels = w.shape[0]
     rows, norms, calls_seen = channels, [], []
-    for node, _ in used:
-        for c in _effective(node, consumers):
-            call = rec.norm_calls.get(c)
-            if call is None:
-                return ('none', 0, f'output consumed by {type(c).__name__}, '
-                        'not only by a normalisation')
-            if not call.batch_stats:
-                return ('none', 0,
-                        f"followed by {call.cls} '{call.module}' in "
-                        'eval mode (frozen running statistics, e.g. '
-                        'norm_eval=True)')
-            if call.needs_no_bias and getattr(module, 'bias',
-                                              None) is not None:
-                return ('none', 0, f"bias added before {call.cls} "
-                        f"'{call.module}' breaks the invariance")
-            rows = math.gcd(rows, call.rows(channels))
-            norms.append(f"{call.cls} '{call.module}'")
-            calls_seen.append(call)
+    for node in nodes:
+        for consumer, calls in _readers(node, consumers, rec):
+            if calls is None:
+                return ('none', 0, f'output consumed by '
+                        f'{type(consumer).__name__}, not only by a '
+                        'normalisation')
+            for call in calls:
+                if not call.batch_stats:
+                    return ('none', 0, _frozen_reason(call))
+                if call.needs_no_bias and has_bias:
+                    return ('none', 0, f"bias added before {call.cls} "
+                            f"'{call.module}' breaks the invariance")
+                rows = math.gcd(rows, call.rows(channels))
+                norms.append(f"{call.cls} '{call.module}'")
+                calls_seen.append(call)
     return (granularity_of(rows, channels), rows,
             'output normalised only by ' + ', '.join(sorted(set(norms))),
-            _norm_eps_errors(module.weight, rows, calls_seen))
+            _norm_eps_errors(w, rows, calls_seen))
+
+
+def _frozen_reason(call: _NormCall) -> str:
+    if call.cls in FROZEN_NORMS:
+        return (f"followed by {call.cls} '{call.module}', whose statistics "
+                "are frozen (e.g. Detectron2's FrozenBN)")
+    return (f"followed by {call.cls} '{call.module}' in eval mode (frozen "
+            'running statistics, e.g. norm_eval=True)')
+
+
+def _readers(node, consumers, rec) -> list:
+    """``[(consumer, normalisation calls)]`` for each (dtype casts skipped)
+    consumer of ``node``: the call whose output it is, or the calls of
+    ``node`` that every path from it to the loss passes through (a
+    normalisation written as several ops); None when a path avoids them."""
+    out, stops = [], None
+    for c in _effective(node, consumers):
+        call = rec.norm_calls.get(c)
+        if call is not None:
+            out.append((c, [call]))
+            continue
+        if stops is None:
+            sources = {node} | _pass_through(node, consumers)
+            stops = {
+                n: k
+                for n, k in rec.norm_calls.items() if k.source in sources
+            }
+        out.append((c, _dominating(c, consumers, stops)))
+    return out
+
+
+def _pass_through(node, consumers) -> set:
+    """The dtype casts of ``node``'s output, transitively."""
+    out = set()
+    for c in consumers.get(node, ()):
+        if type(c).__name__ in _PASS_THROUGH:
+            out |= {c} | _pass_through(c, consumers)
+    return out
+
+
+def _dominating(start, consumers, stops: dict, budget: int = 1024):
+    """The ``stops`` (normalisation outputs) that every path from ``start``
+    to the loss reaches, or None when one reaches the loss without them (or
+    the search exceeds ``budget`` nodes)."""
+    if not stops:
+        return None
+    reached, seen, stack = [], set(), [start]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n in stops:
+            reached.append(stops[n])
+            continue
+        nxt = consumers.get(n)
+        if not nxt or len(seen) > budget:
+            return None
+        stack.extend(nxt)
+    return reached
 
 
 def _row_norms(w: torch.Tensor, rows: int) -> torch.Tensor:
