@@ -35,10 +35,10 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 from wrs_mm.apis import build_from_config, load_config
 from wrs_mm.core import analyze_invariance
+from wrs_mm.core.param_groups import (ROLE_SHIFTED, ROLE_WRS, claim_groups,
+                                      group_index)
+from wrs_mm.core.selection import compile_patterns, select
 from wrs_mm.engine import WRSPlugin
-from wrs_mm.engine.param_groups import (ROLE_SHIFTED, ROLE_WRS, claim_groups,
-                                        group_index)
-from wrs_mm.engine.selection import compile_patterns, select
 from wrs_mm.testing import repo_root
 from wrs_mm.testing.bench_utils import alternate, count_ops
 

@@ -3,8 +3,8 @@
 against (``constructor='PerParamWRSConstructor'``)."""
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
+from wrs_mm.core.param_groups import CLASS, group_index
 from wrs_mm.engine import WRSOptimWrapperConstructor
-from wrs_mm.engine.param_groups import CLASS, group_index
 from wrs_mm.engine.plugin import unwrap
 
 

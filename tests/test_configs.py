@@ -8,8 +8,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from wrs_mm.core.param_groups import ROLE, ROLE_SHIFTED
 from wrs_mm.engine import WeightRescaleHook
-from wrs_mm.engine.param_groups import ROLE, ROLE_SHIFTED
 from wrs_mm.testing import data_root, groups_by_name, repo_root
 from wrs_mm.testing import small_scale as C
 

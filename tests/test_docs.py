@@ -178,9 +178,9 @@ def test_option_references_match_the_code():
     tools' flags in the manual are the parsers' flags."""
     import inspect
 
+    from wrs_mm.core.shifted_regularization import SHIFTED_DEFAULTS
     from wrs_mm.engine import (NormDynamicsHook, WeightRescaleHook,
                                WRSOptimWrapperConstructor)
-    from wrs_mm.engine.optim_constructor import SHIFTED_DEFAULTS
     for cls in (WeightRescaleHook, NormDynamicsHook):
         args = cls.__doc__.split('Args:', 1)[1]
         for name in list(inspect.signature(cls).parameters):

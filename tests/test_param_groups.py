@@ -14,7 +14,8 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import wrs_mm  # noqa: F401
-from wrs_mm.engine.param_groups import CLASS, NAMES, ROLE, group_index
+from wrs_mm.core.param_groups import CLASS, ROLE, group_index
+from wrs_mm.engine.param_groups import NAMES
 from wrs_mm.engine.plugin import unwrap
 from wrs_mm.testing.bench_utils import count_ops
 import toy

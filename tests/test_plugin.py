@@ -7,9 +7,9 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
-from wrs_mm.engine.plugin import (NORM_DYNAMICS, POST_STEP_ORDER,
-                                  PRE_STEP_ORDER, SHIFTED_REG, WEIGHT_RESCALE,
-                                  WRSPlugin)
+from wrs_mm.core.plugin import (NORM_DYNAMICS, POST_STEP_ORDER, PRE_STEP_ORDER,
+                                SHIFTED_REG, WEIGHT_RESCALE)
+from wrs_mm.engine.plugin import WRSPlugin
 import toy
 from conftest import BNNet
 

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 import wrs_mm  # noqa: F401
 from wrs_mm.core import shifted_lp_grad
-from wrs_mm.engine.param_groups import ROLE
+from wrs_mm.core.param_groups import ROLE
 from wrs_mm.testing import groups_by_name
 import toy
 from conftest import CPU_GRAD_SCALER, BNNet

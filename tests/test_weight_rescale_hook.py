@@ -9,8 +9,8 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import wrs_mm  # noqa: F401
+from wrs_mm.core.param_groups import ROLE, ROLE_WRS
 from wrs_mm.engine import WeightRescaleHook
-from wrs_mm.engine.param_groups import ROLE, ROLE_WRS
 from wrs_mm.testing import get_hook, groups_by_name
 import toy  # noqa: F401  (registers the toy model and dataset)
 from conftest import CPU_GRAD_SCALER

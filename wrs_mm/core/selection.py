@@ -4,7 +4,7 @@ constructor and the norm-dynamics hook."""
 import re
 from typing import List, Optional, Sequence, Union
 
-from ..core import InvarianceReport, ParamInvariance
+from .invariance import InvarianceReport, ParamInvariance
 
 Patterns = Optional[Union[str, Sequence[str]]]
 

@@ -2,7 +2,7 @@
 import uuid
 from typing import Dict, Type
 
-from ..engine.param_groups import group_index
+from ..core.param_groups import group_index
 from ..engine.plugin import unwrap
 
 
