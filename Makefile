@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install user-env test lint docs bench demo study-cifar study-ws gpu-report
+.PHONY: install user-env detectron2-env test lint docs bench demo study-cifar study-ws gpu-report
 install:
 	bash tools/install.sh $(VENV)
 
@@ -11,10 +11,16 @@ install:
 user-env:
 	bash tools/install_user_env.sh
 
+# the Detectron2 environment (the user environment without OpenMMLab, plus
+# Detectron2 built from third_party/), cached; tests/test_detectron2.py
+# installs the wheel into it and trains with Detectron2's tools there
+detectron2-env: user-env
+	bash tools/install_detectron2_env.sh
+
 # two workers (pytest-xdist), one test at a time each, the heavy tests first
 # (tests/conftest.py), the user-environment tests together in one worker
 # (xdist_group); `pytest tests/...` alone runs serially
-test: install user-env
+test: install user-env detectron2-env
 	$(PY) -m pytest -q -rs -n 2 --dist loadgroup --maxschedchunk 1 --durations=15 tests
 
 # format in place (isort, yapf), then check (flake8); tests/test_lint.py checks

@@ -121,14 +121,15 @@ def _normal(text: str) -> str:
 
 
 def test_every_refusal_is_on_the_troubleshooting_page():
-    """docs/en/faq.md holds every message of wrs_mm.core, wrs_mm.engine
-    and the tools' launcher: for each, its longest literal part (what is not
-    filled in at run time) appears on the page."""
+    """docs/en/faq.md holds every message of wrs_mm.core, wrs_mm.engine,
+    wrs_mm.detectron2 and the tools' launcher: for each, its longest literal
+    part (what is not filled in at run time) appears on the page."""
     with open(os.path.join(ROOT, 'docs', 'en', 'faq.md')) as f:
         page = _normal(f.read().replace('``', '`'))
     files = sorted(
         glob.glob(os.path.join(ROOT, 'wrs_mm', 'core', '*.py')) +
-        glob.glob(os.path.join(ROOT, 'wrs_mm', 'engine', '*.py'))) + [
+        glob.glob(os.path.join(ROOT, 'wrs_mm', 'engine', '*.py')) +
+        glob.glob(os.path.join(ROOT, 'wrs_mm', 'detectron2', '*.py'))) + [
             os.path.join(ROOT, 'wrs_mm', 'apis', 'launch.py')
         ]
     checked, missing = 0, []

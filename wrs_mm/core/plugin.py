@@ -118,6 +118,7 @@ class TrainingPlugin:
             if plugin is not None and module is target() and not compiling:
                 plugin._finish_analysis(module, output)
 
+        pre.wrs_mm_plugin = ref  # what has_analysis_pending looks for
         self._forward_handles = [
             self.model.register_forward_pre_hook(pre, with_kwargs=True),
             self.model.register_forward_hook(post)
@@ -206,6 +207,12 @@ class TrainingPlugin:
             return out
 
         step.wrs_mm_plugin = ref
+        # torch's LR schedulers count steps through a wrapper they mark
+        # (torch 2.1: ``_with_counter``) and warn when the mark is gone;
+        # this wrapper calls theirs
+        for mark in ('_with_counter', '_wrapped_by_lr_sched'):
+            if getattr(inner, mark, False):
+                setattr(step, mark, True)
         self.optimizer.step = types.MethodType(step, self.optimizer)
 
     def _wraps_step(self) -> bool:
@@ -243,3 +250,11 @@ class TrainingPlugin:
         for h in handles:
             h.remove()
         handles.clear()
+
+
+def has_analysis_pending(model: nn.Module) -> bool:
+    """Whether a :class:`TrainingPlugin` waits for ``model``'s first
+    training forward (a feature is attached to it)."""
+    return any(
+        getattr(h, 'wrs_mm_plugin', None) is not None
+        for h in model._forward_pre_hooks.values())

@@ -44,12 +44,15 @@ RANDOM_AUG = ('Expand', 'MinIoURandomCrop', 'RandomFlip',
 
 
 def all_configs():
-    """The checkout's configs (``_base_`` excepted), relative to it."""
+    """The checkout's OpenMMLab configs (``_base_`` excepted), relative to
+    it; ``configs/detectron2`` holds Detectron2's (tests/test_detectron2.py
+    trains them)."""
     root, out = repo_root(), []
     for d, _, files in os.walk(os.path.join(root, 'configs')):
+        rel = os.path.relpath(d, root)
         out += [
-            os.path.relpath(os.path.join(d, f), root) for f in files
-            if f.endswith('.py') and '_base_' not in d
+            os.path.join(rel, f) for f in files if f.endswith('.py')
+            and '_base_' not in d and not rel.startswith('configs/detectron2')
         ]
     return sorted(out)
 
