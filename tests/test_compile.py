@@ -104,7 +104,7 @@ def test_compiled_training_matches_eager_with_every_feature(vgg_cfg):
     ]
     assert len(shifted) == 10
     # the analysis ran outside the graph: the only graph break of ours
-    ours = [k for k in breaks if 'wrs_mm' in k or 'WRSPlugin' in k]
+    ours = [k for k in breaks if 'wrs_mm' in k or 'TrainingPlugin' in k]
     assert len(ours) == 1 and '_analyse_outside_graph' in ours[0], ours
     norms = [(work / f'compile_{c}' / 'norm_dynamics.jsonl').read_text()
              for c in (False, True)]

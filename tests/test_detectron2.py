@@ -33,7 +33,7 @@ import tarfile
 import pytest
 import torch
 from test_packaging import _run, copy_checkout
-from test_user_env import freeze, private_copy
+from test_user_env import freeze, private_copy, user_env_python
 
 from wrs_mm.testing import coco_root, repo_root
 
@@ -73,23 +73,13 @@ def in_d2_env(test):
     return pytest.mark.heavy(pytest.mark.xdist_group('detectron2')(test))
 
 
-def d2_env_python() -> str:
-    res = subprocess.run(
-        ['bash', osp.join(ROOT, 'tools', 'install_detectron2_env.sh')],
-        capture_output=True,
-        text=True,
-        timeout=3600)
-    assert res.returncode == 0, res.stderr[-4000:]
-    return res.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope='module')
 def d2(tmp_path_factory):
     """``(python, freeze before, after, checkout copy, Detectron2's source,
     run env)``: a private copy of the Detectron2 environment with the wheel
     installed by plain pip, the data sets as ``$DETECTRON2_DATASETS``."""
     tmp = tmp_path_factory.mktemp('d2')
-    python = private_copy(d2_env_python())
+    python = private_copy(user_env_python('install_detectron2_env.sh'))
     src = copy_checkout(str(tmp / 'src'))
     _run([
         sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',

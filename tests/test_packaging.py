@@ -429,10 +429,18 @@ def test_clean_install_of_the_wheel(tmp_path):
                      'wrs_mm/.mim/configs/classification/_base_/cifar10.py',
                      'wrs_mm/registry.py'):
         assert required in names, required
-    configs = {n for n in names if n.startswith('wrs_mm/.mim/configs/')}
-    assert {'configs/' + n.split('/configs/', 1)[1]
-            for n in configs if '_base_' not in n and n.endswith('.py')} == \
+    configs = {
+        'configs/' + n.split('/configs/', 1)[1]
+        for n in names if n.startswith('wrs_mm/.mim/configs/')
+    }
+    detectron2 = {n for n in configs if n.startswith('configs/detectron2/')}
+    assert {n for n in configs - detectron2
+            if '_base_' not in n and n.endswith('.py')} == \
         set(C.all_configs())
+    assert detectron2 == {
+        os.path.relpath(p, ROOT)
+        for p in glob.glob(os.path.join(ROOT, 'configs', 'detectron2', '*'))
+    }, detectron2
     _run([py, 'setup.py', '-q', 'sdist', '-d', str(dist)], cwd=src)
     sdist, = glob.glob(str(dist / 'wrs_mm-*.tar.gz'))
     members = {m.split('/', 1)[-1] for m in tarfile.open(sdist).getnames()}

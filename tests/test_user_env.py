@@ -69,13 +69,13 @@ ALLOWED_SKIP = re.compile(r'needs (torch|Triton) >= \d+\.\d+|cuda-only: '
                           'needs a CUDA device')
 
 
-def user_env_python() -> str:
-    """The reference environment's python (made by the script if missing)."""
-    res = subprocess.run(
-        ['bash', osp.join(ROOT, 'tools', 'install_user_env.sh')],
-        capture_output=True,
-        text=True,
-        timeout=3600)
+def user_env_python(script: str = 'install_user_env.sh') -> str:
+    """The python of the cached environment ``tools/<script>`` makes (the
+    reference environment by default; made by the script if missing)."""
+    res = subprocess.run(['bash', osp.join(ROOT, 'tools', script)],
+                         capture_output=True,
+                         text=True,
+                         timeout=3600)
     assert res.returncode == 0, res.stderr[-4000:]
     return res.stdout.strip().splitlines()[-1]
 
