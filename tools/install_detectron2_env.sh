@@ -14,8 +14,8 @@
 # The venv lives in $WRS_MM_CACHE (default ~/.cache/wrs_mm) under
 # detectron2-env/, reused while its stamp says it was made from this
 # specification; the tests install wrs_mm into hard-linked copies of it
-# (run-*/), as for the user environment. A lock ($VENV.lock) serialises
-# concurrent builds.
+# (run-*/), as for the user environment (tools/cached_venv.sh: the lock,
+# the stamp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE=${WRS_MM_CACHE:-$HOME/.cache/wrs_mm}
@@ -24,20 +24,9 @@ SPEC="user-env torch-2.1.2 - mmcv mmengine mmdet mmsegmentation mmpretrain
 + detectron2 from $(sha256sum "$SRC" | cut -c1-16)"
 VENV=${WRS_MM_D2_ENV:-$CACHE/detectron2-env/torch-2.1.2-d2-02b5c4e}
 STAMP="$VENV/wrs_mm_d2_env.spec"
-mkdir -p "$(dirname "$VENV")"
-exec 9>"$VENV.lock"
-flock 9
-find "$(dirname "$VENV")" -maxdepth 1 -name 'run-*' -mmin +1440 \
-  -exec rm -rf {} + 2>/dev/null || true
-
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$SPEC" ] &&
-  "$VENV/bin/python" -c 'import detectron2._C, detectron2.model_zoo' \
-    2>/dev/null; then
-  "$VENV/bin/python" -m pip uninstall -q -y wrs_mm 2>/dev/null | grep -v \
-    'not installed' >&2 || true
-  echo "$VENV/bin/python"
-  exit 0
-fi
+source tools/cached_venv.sh
+cached_venv_lock "$VENV"
+cached_venv_reuse "$VENV" "$STAMP" "$SPEC" 'detectron2._C, detectron2.model_zoo'
 start=$(date +%s)
 BASE=$(bash tools/install_user_env.sh | tail -n 1)
 rm -rf "$VENV"

@@ -26,22 +26,9 @@ mmcv==2.1.0(ops) mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2
 mmpretrain==1.2.0 ftfy regex | pytest==8.3.5 pytest-xdist==3.6.1"
 VENV=${WRS_MM_USER_ENV:-$CACHE/user-env/torch-2.1.2}
 STAMP="$VENV/wrs_mm_user_env.spec"
-mkdir -p "$(dirname "$VENV")"
-exec 9>"$VENV.lock"
-flock 9
-# the tests' private copies (run-*/) of runs that were killed
-find "$(dirname "$VENV")" -maxdepth 1 -name 'run-*' -mmin +1440 \
-  -exec rm -rf {} + 2>/dev/null || true
-
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$SPEC" ] &&
-  "$VENV/bin/python" -c 'import mmcv.ops, mmdet, mmseg, mmpretrain' \
-    2>/dev/null; then
-  # an earlier version of the tests installed wrs_mm here
-  "$VENV/bin/python" -m pip uninstall -q -y wrs_mm 2>/dev/null | grep -v \
-    'not installed' >&2 || true
-  echo "$VENV/bin/python"
-  exit 0
-fi
+source tools/cached_venv.sh
+cached_venv_lock "$VENV"
+cached_venv_reuse "$VENV" "$STAMP" "$SPEC" 'mmcv.ops, mmdet, mmseg, mmpretrain'
 start=$(date +%s)
 rm -rf "$VENV"
 python3 -m venv "$VENV"
