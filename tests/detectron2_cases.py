@@ -349,6 +349,16 @@ def test_shifted_lp_hook_adds_its_gradient_before_the_step():
     assert hook.state_dict()['regularized'] == ['c0.weight', 'c2.weight']
 
 
+def test_a_pattern_matching_no_weight_is_refused_before_training():
+    trainer = make_trainer([WeightRescaleHook(include='^backbone')])
+    with pytest.raises(
+            ValueError,
+            match=r"WeightRescaleHook.include: "
+            r"pattern '\^backbone' matches no parameter"):
+        trainer.train(0, 1)
+    assert trainer.iter == 0
+
+
 def test_optimizer_params_without_a_hook_refuse_to_train():
     trainer = make_trainer([])
     with pytest.raises(

@@ -30,6 +30,7 @@ from torch import nn
 from ..core.norm_dynamics import NormDynamics, flat_scalars, layer_means
 from ..core.param_groups import ROLE_SHIFTED, ROLE_WRS, claim_groups
 from ..core.plugin import TrainingPlugin
+from ..core.selection import check_patterns_match
 from ..core.shifted_regularization import (ShiftedRegularization,
                                            check_shifted_cfg)
 from ..core.weight_rescaling import WeightRescaling
@@ -121,7 +122,11 @@ class WeightRescaleHook(WeightRescaling, HookBase):
         self.output_dir = output_dir
 
     def before_train(self):
-        self.attach(plugin_of(self))
+        plugin = plugin_of(self)
+        check_patterns_match(self.include, self.exclude,
+                             [n for n, _ in plugin.model.named_parameters()],
+                             self.OWNER)
+        self.attach(plugin)
 
     def after_train(self):
         self.detach()
