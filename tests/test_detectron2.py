@@ -20,20 +20,18 @@ wheel installed as a user installs it:
 One private copy of the cached environment per run (hard links), so the
 tests share one pytest-xdist worker.
 """
-import glob
 import json
 import os
 import os.path as osp
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 
 import pytest
 import torch
-from test_packaging import _run, copy_checkout
-from test_user_env import freeze, private_copy, user_env_python
+from test_packaging import _run
+from test_user_env import build_wheel, freeze, private_copy, user_env_python
 
 from wrs_mm.testing import coco_root, repo_root
 
@@ -80,14 +78,7 @@ def d2(tmp_path_factory):
     installed by plain pip, the data sets as ``$DETECTRON2_DATASETS``."""
     tmp = tmp_path_factory.mktemp('d2')
     python = private_copy(user_env_python('install_detectron2_env.sh'))
-    src = copy_checkout(str(tmp / 'src'))
-    _run([
-        sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
-        '--no-build-isolation', '-w',
-        str(tmp / 'dist'), src
-    ],
-         cwd=tmp)
-    wheel, = glob.glob(str(tmp / 'dist' / 'wrs_mm-*.whl'))
+    src, wheel = build_wheel(tmp)
     before = freeze(python)
     _run([python, '-m', 'pip', 'install', '-q', wheel], cwd=tmp)
     after = freeze(python)

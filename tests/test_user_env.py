@@ -150,9 +150,9 @@ def user_env(tmp_path_factory):
     shutil.rmtree(osp.dirname(osp.dirname(osp.dirname(python))))
 
 
-def install_wheel(python: str, tmp) -> tuple:
-    """Build wrs_mm's wheel, install it into ``python``'s environment as a
-    user does, and report what changed (see ``user_env``)."""
+def build_wheel(tmp) -> tuple:
+    """``(checkout copy, wheel)``: wrs_mm's wheel built from a copy of the
+    checkout in ``tmp``."""
     src = copy_checkout(str(tmp / 'src'))
     _run([
         sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
@@ -161,6 +161,13 @@ def install_wheel(python: str, tmp) -> tuple:
     ],
          cwd=tmp)
     wheel, = glob.glob(str(tmp / 'dist' / 'wrs_mm-*.whl'))
+    return src, wheel
+
+
+def install_wheel(python: str, tmp) -> tuple:
+    """Build wrs_mm's wheel, install it into ``python``'s environment as a
+    user does, and report what changed (see ``user_env``)."""
+    src, wheel = build_wheel(tmp)
     pip = [python, '-m', 'pip', '--disable-pip-version-check']
     before = freeze(python)
     _run(pip + ['install', wheel], cwd=tmp)
