@@ -187,9 +187,10 @@ def test_cases_pass_in_the_detectron2_environment(d2, tmp_path):
     env = dict(
         env,
         PYTHONPATH=osp.join(osp.dirname(osp.dirname(python)), 'test-tools'))
+    # short tracebacks, failures summarised last: what the message shows
     code, out = _run([
-        python, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider',
-        'detectron2_cases.py'
+        python, '-m', 'pytest', '-q', '-rfEs', '--tb=short', '-p',
+        'no:cacheprovider', 'detectron2_cases.py'
     ],
                      cwd=tmp_path,
                      env=env)
