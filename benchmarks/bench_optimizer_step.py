@@ -39,6 +39,7 @@ from wrs_mm.core.param_groups import (ROLE_SHIFTED, ROLE_WRS, claim_groups,
                                       group_index)
 from wrs_mm.core.selection import compile_patterns, select
 from wrs_mm.engine import WRSPlugin
+from wrs_mm.engine.param_groups import MMENGINE_FIX
 from wrs_mm.testing import repo_root
 from wrs_mm.testing.bench_utils import alternate, count_ops
 
@@ -99,7 +100,7 @@ def claim_like_a_run(cfg, model, loss, batch, optimizer) -> dict:
                         compile_patterns(opts.get('exclude'), owner), owner,
                         opts.get('allow_non_invariant', False))
         claim_groups(optimizer, {v.name: params[v.name]
-                                 for v in chosen}, role, owner)
+                                 for v in chosen}, role, owner, MMENGINE_FIX)
         claimed[role] = len(chosen)
     return claimed
 

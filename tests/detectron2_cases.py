@@ -359,6 +359,24 @@ def test_a_pattern_matching_no_weight_is_refused_before_training():
     assert trainer.iter == 0
 
 
+def test_detectron2_s_own_params_are_refused_naming_the_drop_in():
+    """One group holds the rescaled convs and weights that keep their
+    decay: the error names get_wrs_optimizer_params."""
+    torch.manual_seed(0)
+    model = ToyModel().train()
+    optimizer = torch.optim.SGD(
+        get_default_optimizer_params(model), lr=0.1, weight_decay=1e-2)
+    loader = iter(torch.utils.data.DataLoader(ToyDataset(), batch_size=None))
+    trainer = SkippingTrainer(model, loader, optimizer)
+    trainer.register_hooks([WeightRescaleHook()])
+    with pytest.raises(
+            ValueError,
+            match='its decay cannot be removed. Build '
+            'the optimizer parameters with wrs_mm.detectron2.'
+            'get_wrs_optimizer_params'):
+        trainer.train(0, 1)
+
+
 def test_optimizer_params_without_a_hook_refuse_to_train():
     trainer = make_trainer([])
     with pytest.raises(

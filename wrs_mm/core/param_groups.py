@@ -30,8 +30,9 @@ CONFIGURED_DECAY = 'wrs_mm_configured_decay'
 CLASS = 'wrs_mm_class'
 ROLE_WRS = 'wrs'
 ROLE_SHIFTED = 'shifted_lp'
-#: how an mmengine user gets the role groups
-MMENGINE_FIX = "Set optim_wrapper.constructor='WRSOptimWrapperConstructor'."
+#: how a plain-PyTorch user gets the role groups (adapters name their own)
+CORE_FIX = ('Build the param groups with '
+            'wrs_mm.core.param_groups.add_role_groups.')
 
 
 def group_index(optimizer: torch.optim.Optimizer) -> Dict[int, dict]:
@@ -77,7 +78,7 @@ def claim_groups(optimizer: torch.optim.Optimizer,
                  params: Dict[str, torch.Tensor],
                  role: str,
                  owner: str,
-                 fix: str = MMENGINE_FIX) -> Dict[str, dict]:
+                 fix: str = CORE_FIX) -> Dict[str, dict]:
     """Take the weight decay off ``params`` (``{name: param}``) for the
     feature ``role``; return ``{name: its group}``. A parameter moves into its
     settings class's group of that role; one already there (a resumed run)

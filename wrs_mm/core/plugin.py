@@ -27,6 +27,7 @@ stripped by torch 2.1's dynamo (see :meth:`TrainingPlugin._wrap_step`).
 What the features agree on through the optimizer's param groups is named in
 :mod:`wrs_mm.core.param_groups`.
 """
+import logging
 import types
 import weakref
 from typing import Callable, Dict, List, Optional
@@ -250,6 +251,12 @@ class TrainingPlugin:
         for h in handles:
             h.remove()
         handles.clear()
+
+
+def log_std(message: str, level: int = logging.INFO) -> None:
+    """The features' log where no adapter gives one: Python's ``wrs_mm``
+    logger."""
+    logging.getLogger('wrs_mm').log(level, message)
 
 
 def has_analysis_pending(model: nn.Module) -> bool:

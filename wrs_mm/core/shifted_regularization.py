@@ -13,9 +13,9 @@ import logging
 from typing import Optional
 
 from .options import at_least, boolean, validate
-from .param_groups import (CONFIGURED_DECAY, MMENGINE_FIX, ROLE_SHIFTED,
-                           claim_groups, groups_summary)
-from .plugin import SHIFTED_REG, TrainingPlugin
+from .param_groups import (CONFIGURED_DECAY, ROLE_SHIFTED, claim_groups,
+                           groups_summary)
+from .plugin import SHIFTED_REG, TrainingPlugin, log_std
 from .selection import check_patterns_match, compile_patterns, select
 from .shifted_lp import ShiftedLpEntry, ShiftedLpRegularizer, check_options
 
@@ -62,18 +62,15 @@ class ShiftedRegularization:
         fix (str): what to do when a chosen weight shares its param group
             with weights that keep their decay (the adapter's way of
             building the optimizer's groups).
-        log (callable): ``log(level, message)``, the run's log (as
-            ``logging.Logger.log``).
+        log (callable): ``log(message, level)``, the run's log (as
+            :meth:`WeightRescaling.log <wrs_mm.core.weight_rescaling.
+            WeightRescaling.log>`).
     """
 
-    def __init__(self,
-                 cfg: dict,
-                 owner: str,
-                 fix: str = MMENGINE_FIX,
-                 log=None):
+    def __init__(self, cfg: dict, owner: str, fix: str, log=log_std):
         self.cfg = cfg
         self.owner, self.fix = owner, fix
-        self.log = log or logging.getLogger('wrs_mm').log
+        self.log = log
         self.regularizer: Optional[ShiftedLpRegularizer] = None
         self.groups = []
         self.plugin: Optional[TrainingPlugin] = None
@@ -93,8 +90,8 @@ class ShiftedRegularization:
         chosen = select(report, cfg['include'], cfg['exclude'], owner,
                         cfg['allow_non_invariant'])
         if not chosen:
-            self.log(logging.WARNING,
-                     f'{owner}: no weight to regularize; it does nothing.')
+            self.log(f'{owner}: no weight to regularize; it does nothing.',
+                     logging.WARNING)
             return
         params = dict(self.plugin.model.named_parameters())
         optimizer = self.plugin.optimizer
@@ -118,8 +115,8 @@ class ShiftedRegularization:
             self_check=cfg['self_check'])
         self.groups = [groups[n] for n in self.regularizer.names]
         self.log(
-            logging.INFO, f"{owner}: eps-shifted L{cfg['p']:g} "
-            f"({cfg['mode']}, eps={cfg['eps']:g}) on {len(entries)} weights "
+            f"{owner}: eps-shifted L{cfg['p']:g} ({cfg['mode']}, "
+            f"eps={cfg['eps']:g}) on {len(entries)} weights "
             f'({sum(e.standardized for e in entries)} weight-standardised); '
             'their weight_decay is set to 0. Param groups:\n' +
             groups_summary(optimizer))

@@ -23,8 +23,8 @@ from .eps_error import EpsTerm, RescaleChangeMeter
 from .invariance import (InvarianceReport, fmt_error, format_table,
                          granularity_of)
 from .options import boolean, integer, one_of, positive, validate
-from .param_groups import MMENGINE_FIX, ROLE_WRS, claim_groups, groups_summary
-from .plugin import WEIGHT_RESCALE, TrainingPlugin
+from .param_groups import CORE_FIX, ROLE_WRS, claim_groups, groups_summary
+from .plugin import WEIGHT_RESCALE, TrainingPlugin, log_std
 from .rescale import WeightRescaler, check_target_norm
 from .rows import RowEntry
 from .selection import compile_patterns, select
@@ -46,9 +46,9 @@ class WeightRescaling:
     #: the name the errors and the log use (the adapter's hook)
     OWNER = 'WeightRescaleHook'
     #: how the adapter's users start a new run from a checkpoint
-    NEW_RUN = 'start a new run with load_from'
+    NEW_RUN = 'start a new run from the checkpoint without resuming'
     #: how the adapter's users get the role groups
-    GROUPS_FIX = MMENGINE_FIX
+    GROUPS_FIX = CORE_FIX
     #: what each option accepts (the patterns and ``target_norm`` are
     #: checked after these)
     OPTIONS = dict(
@@ -98,7 +98,7 @@ class WeightRescaling:
     # what an adapter provides ---------------------------------------------
     def log(self, message: str, level: int = logging.INFO) -> None:
         """Write ``message`` to the run's log."""
-        logging.getLogger('wrs_mm').log(level, message)
+        log_std(message, level)
 
     def save_records(self, records: List[dict]) -> None:
         """Keep the verdict per weight (``wrs_invariance.json``); nothing by
@@ -146,7 +146,7 @@ class WeightRescaling:
         claim_groups(optimizer, {
             v.name: params[v.name]
             for v, _ in rescaled
-        }, ROLE_WRS, self.OWNER)
+        }, ROLE_WRS, self.OWNER, self.GROUPS_FIX)
         self.log('Optimizer param groups after the WRS decay split:\n' +
                  groups_summary(optimizer))
         self.meter = RescaleChangeMeter(

@@ -39,7 +39,7 @@ from .optimizer import D2_FIX
 logger = logging.getLogger('detectron2.wrs_mm')
 
 
-def _log(level: int, message: str) -> None:
+def _log(message: str, level: int = logging.INFO) -> None:
     logger.log(level, message)
 
 
@@ -149,7 +149,7 @@ class WeightRescaleHook(WeightRescaling, HookBase):
             }, smoothing_hint=False)
 
     def log(self, message: str, level: int = logging.INFO) -> None:
-        _log(level, message)
+        _log(message, level)
 
     def save_records(self, records) -> None:
         out = self.output_dir or self._checkpoint_dir()

@@ -4,7 +4,6 @@ regularizer act on, and the eps-shifted Lp regularizer."""
 import inspect
 from typing import Optional
 
-from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
                                OPTIMIZERS)
@@ -13,8 +12,8 @@ from torch import nn
 from ..core.param_groups import ROLE_SHIFTED, ROLE_WRS
 from ..core.shifted_regularization import (ShiftedRegularization,
                                            check_shifted_cfg)
-from .param_groups import group_by_settings
-from .plugin import WRSPlugin, refuse_sharding, unwrap
+from .param_groups import MMENGINE_FIX, group_by_settings
+from .plugin import WRSPlugin, log_current, refuse_sharding, unwrap
 
 OWNER = 'paramwise_cfg.shifted_reg'
 
@@ -97,10 +96,7 @@ class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         optim_wrapper = OPTIM_WRAPPERS.build(
             wrapper_cfg, default_args=dict(optimizer=optimizer))
         if self.shifted_cfg is not None:
-            ShiftedRegularization(
-                self.shifted_cfg,
-                OWNER,
-                log=lambda level, msg: print_log(
-                    msg, logger='current', level=level)).attach(
-                        WRSPlugin.of(optim_wrapper, wrapped))
+            ShiftedRegularization(self.shifted_cfg, OWNER, MMENGINE_FIX,
+                                  log_current).attach(
+                                      WRSPlugin.of(optim_wrapper, wrapped))
         return optim_wrapper

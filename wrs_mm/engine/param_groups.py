@@ -31,6 +31,8 @@ from ..core.param_groups import add_role_groups, same_settings, settings_of
 
 #: the state-dict key naming the parameters in the order of its indices
 NAMES = 'wrs_mm_param_names'
+#: how an mmengine user gets the role groups (named in ``claim_groups``' error)
+MMENGINE_FIX = "Set optim_wrapper.constructor='WRSOptimWrapperConstructor'."
 
 
 def group_by_settings(optimizer: torch.optim.Optimizer, names: Dict[int, str],

@@ -12,11 +12,19 @@ keeps its callback as long as the optimizer lives, or until
 standard ``OptimWrapper`` / ``AmpOptimWrapper`` (mmdet's ``--amp`` replaces
 the wrapper type; mmseg refuses custom ones).
 """
+import logging
+
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from torch import nn
 
 from ..core.compat import MIN_COMPILE, require_torch
 from ..core.plugin import COMPILE_REFUSAL, TrainingPlugin
+
+
+def log_current(message: str, level: int = logging.INFO) -> None:
+    """The features' log in an mmengine run: its current logger."""
+    print_log(message, logger='current', level=level)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -14,7 +14,9 @@ from ..core.options import boolean, integer, validate
 from ..core.selection import check_patterns_match
 from ..core.weight_rescaling import WeightRescaling
 from .config_checks import check_resume_loadable, dropped_base_hooks
-from .plugin import WRSPlugin, check_compile, check_unsharded, unwrap
+from .param_groups import MMENGINE_FIX
+from .plugin import (WRSPlugin, check_compile, check_unsharded, log_current,
+                     unwrap)
 
 
 @HOOKS.register_module()
@@ -97,6 +99,8 @@ class WeightRescaleHook(WeightRescaling, Hook):
             training). See :class:`wrs_mm.core.WeightRescaler`.
     """
     priority = 'ABOVE_NORMAL'  # before EMA and checkpoints see the weights
+    NEW_RUN = 'start a new run with load_from'
+    GROUPS_FIX = MMENGINE_FIX
     #: what the window options accept (``end`` is checked after them)
     WINDOW_OPTIONS = dict(begin=integer(0), by_epoch=boolean())
 
@@ -157,7 +161,7 @@ class WeightRescaleHook(WeightRescaling, Hook):
         self.detach()
 
     def log(self, message: str, level: int = logging.INFO) -> None:
-        print_log(message, logger='current', level=level)
+        log_current(message, level)
 
     def save_records(self, records) -> None:
         """``<work_dir>/wrs_invariance.json``, on rank 0."""
