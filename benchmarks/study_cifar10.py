@@ -1,5 +1,5 @@
 """Liu et al. 2021's classification comparison (Table 1, Fig. 1) at CPU
-scale, and the ablations that explain it, on the shipped CIFAR-10 subset: a
+scale, and the ablations that explain it, on a 20,000-image CIFAR-10 subset: a
 :mod:`wrs_mm.apis.paired_study` over arms built from the shipped configs.
 
     python benchmarks/study_cifar10.py [--seeds 5] [--epochs 12]
@@ -14,10 +14,13 @@ config or its WRS twin, exactly as a user writes them) at the scale of
 ``<work-dir>/configs/<opt>_<arm>.py`` and trained by ``tools/train.py``
 through the paired-study runner:
 
-* data: the 20,000 training images of ``cifar10_subset`` minus the last 200
-  of each class, held out as the validation split (tau is chosen on it, never
-  on the test set); the 10,000 test images. Both are evaluated after every
-  epoch (``Accuracy`` metrics tagged ``val`` / ``test``);
+* data: the training images of ``--data-root`` (default ``$WRS_MM_DATA``:
+  ``cifar10_subset``, 2,000 a class, 20,000 in all; or CIFAR-10's own
+  batches, 5,000 a class) minus the last 200 of each class, held out as the
+  validation split (tau is chosen on it, never on the test set); all its test
+  images (10,000). Both are evaluated after every epoch (``Accuracy``
+  metrics tagged ``val`` / ``test``). The clone's ``sample_data/`` (50 a
+  class) serves ``--smoke`` only;
 * model: VGG16-BN (13 convs, each followed by BN) with every width times
   ``--width``;
 * schedule: ``--epochs`` epochs for every arm, lr x0.1 at 30 / 60 / 80 % of

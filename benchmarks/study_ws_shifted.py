@@ -68,7 +68,8 @@ def ws_config(opt: str, reg: str, lam: float, args) -> Config:
         cfg.optim_wrapper.paramwise_cfg.shifted_reg.eps = args.eps
     if args.test_every > 1 and not args.smoke:  # a subset, every epoch
         test = cfg.val_dataloader.dataset.datasets[1]
-        test['indices'] = list(range(0, 10000, args.test_every))
+        n_test = sum(cifar_study.class_sizes(test))
+        test['indices'] = list(range(0, n_test, args.test_every))
     return cfg
 
 

@@ -9,7 +9,6 @@ from mmengine.config import config as mmengine_config
 from torch import nn
 
 from wrs_mm.core.compat import torch_version
-from wrs_mm.testing import data_root
 
 os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
 if os.environ.get('PYTEST_XDIST_WORKER'):
@@ -81,11 +80,6 @@ class BNNet(nn.Module):
 def bnnet():
     torch.manual_seed(0)
     return BNNet().train()
-
-
-@pytest.fixture(scope='session')
-def shared_data():
-    return data_root()
 
 
 def pytest_configure(config):

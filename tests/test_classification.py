@@ -2,6 +2,7 @@
 tools/train.py with WRS on the shipped CIFAR-10 subset, both data-set
 layouts, accuracy against dumped predictions, bad folders, and the study's
 smoke mode."""
+import argparse
 import json
 import os
 import pickle
@@ -17,7 +18,7 @@ from mmengine.config import Config
 from wrs_mm.classification import (Accuracy, CIFARDataset, ImageClassifier,
                                    ImageFolderDataset)
 from wrs_mm.image_io import read_image
-from wrs_mm.testing import repo_root
+from wrs_mm.testing import cifar_study, repo_root
 from wrs_mm.testing import small_scale as C
 
 ROOT = repo_root()
@@ -209,19 +210,62 @@ def test_cifar_binary_layouts(tmp_path):
         CIFARDataset(str(tmp_path / 'nothing'))
 
 
+def test_study_scale_reads_either_layout_and_names_missing_data(
+        tmp_path, monkeypatch):
+    """The CIFAR studies' scale from what --data-root holds: class folders
+    or CIFAR-10's own batches; --smoke fits the shipped sample; a full study
+    on too few images, or a folder with neither layout, says which data it
+    needs and how to get it."""
+    monkeypatch.delenv('WRS_MM_DATA', raising=False)
+    args = argparse.Namespace(
+        data_root=None, width=0.125, epochs=1, holdout=200, smoke=True)
+    cfg = cifar_study.scale(Config.fromfile(WRS_CFG), args)
+    train = cfg.train_dataloader.dataset
+    val, test = cfg.val_dataloader.dataset.datasets
+    sizes = C.class_sizes('train')
+    assert train.type == 'ImageFolderDataset'
+    assert train.holdout_per_class == val.holdout_per_class == min(sizes) // 5
+    assert len(train.indices) == min(cifar_study.SMOKE_IMAGES[0],
+                                     sum(sizes) - 10 * (min(sizes) // 5))
+    assert len(test.indices) == min(cifar_study.SMOKE_IMAGES[1],
+                                    sum(C.class_sizes('test')))
+
+    _write_cifar(
+        str(tmp_path), 'cifar-10-batches-py', 10, b'labels', b'label_names',
+        [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch'], 0)
+    args.data_root = str(tmp_path)
+    cfg = cifar_study.scale(Config.fromfile(WRS_CFG), args)
+    train = cfg.train_dataloader.dataset
+    assert (train.type, train.data_root, train.split) == \
+        ('CIFARDataset', str(tmp_path), 'train')
+    assert train.holdout_per_class == 2 and train.indices == list(range(80))
+    args.smoke = False
+    with pytest.raises(SystemExit) as e:
+        cifar_study.scale(Config.fromfile(WRS_CFG), args)
+    assert '10 training images a class; the study needs 2000 or more' in \
+        str(e.value) and 'download_data.py cifar10' in str(e.value)
+    args.data_root = str(tmp_path / 'nothing')
+    with pytest.raises(FileNotFoundError, match='holds neither'):
+        cifar_study.scale(Config.fromfile(WRS_CFG), args)
+
+
 def test_image_folder_reads_the_subset_and_packs_rgb():
     root = C.cifar_subset_root()
+    last = sum(C.class_sizes('test')) - 1
     ds = ImageFolderDataset(
         root,
         'test',
-        indices=[0, 1000, 9999],
+        indices=[0, 1, last],
         pipeline=[dict(type='LoadClsImage'),
                   dict(type='PackClsInputs')])
     assert ds.metainfo['classes'][:2] == ('airplane', 'automobile')
     item = ds[2]
     assert item['data_samples'].gt_label.item() == 9
     path = item['data_samples'].img_path
-    assert path.endswith(os.path.join('test', 'truck', '0999.jpg'))
+    n = C.class_sizes('test')[-1]
+    assert path.endswith(os.path.join('test', 'truck', f'{n - 1:04d}.jpg'))
+    assert ds[1]['data_samples'].img_path.endswith(
+        os.path.join('test', 'airplane', '0001.jpg'))
     rgb = read_image(path, 'rgb')
     assert torch.equal(item['inputs'],
                        torch.from_numpy(rgb.transpose(2, 0, 1).copy()))

@@ -127,7 +127,7 @@ def test_config_trains_and_evaluates(config, tmp_path, request):
         C.shrink_counting(
             cfg,
             tmp_path,
-            data_root() + '/crowd_points',
+            data_root() + '/shanghaitech_b_subset',
             crop=64,
             epochs=2,
             images=16,

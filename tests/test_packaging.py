@@ -407,7 +407,8 @@ def copy_checkout(dst: str) -> str:
 def test_clean_install_of_the_wheel(tmp_path):
     """Wheel and sdist carry configs/, tools/ and the model index under
     wrs_mm/.mim; the wheel, installed without dependencies into a new
-    environment that sees the project's packages, loads a ``wrs_mm::``
+    environment that sees the project's packages (and ships no sample data:
+    without ``WRS_MM_DATA`` the data lookup says so), loads a ``wrs_mm::``
     config and trains one iteration on coco_tiny from a folder outside the
     repository with its own installed tools/train.py; mmdet's and mmseg's
     own tools/train.py and tools/test.py train and test user configs whose
@@ -467,6 +468,15 @@ def test_clean_install_of_the_wheel(tmp_path):
     assert out.splitlines()[0].startswith(new_site), out
     mim = osp.join(new_site, 'wrs_mm', '.mim')
     assert out.splitlines()[1] == mim and not osp.islink(mim + '/configs')
+    # the wheel ships no sample data: without WRS_MM_DATA the error says so
+    rc, out = _run(
+        [new_py, '-c', 'from wrs_mm.testing import data_root; data_root()'],
+        user, {
+            k: v
+            for k, v in env.items() if k != 'WRS_MM_DATA'
+        },
+        ok=False)
+    assert rc == 1 and 'no sample data at' in out and 'WRS_MM_DATA' in out
     _run([
         new_py,
         osp.join(mim, 'tools', 'train.py'), 'cfg.py', '--work-dir', 'wd'

@@ -2,13 +2,16 @@
 shipped configs on coco_tiny, with WRS and with plain weight decay, evaluate
 both with COCO mAP, and plot per-layer weight norms over training.
 
-    python tools/demo.py [--work-dir work_dirs/demo] [--epochs 3] [--size 160]
+    python tools/demo.py [--work-dir work_dirs/demo] [--epochs 20] [--size 160]
+
+The data is the clone's ``sample_data/coco_tiny`` (32 train, 16 val images),
+or ``$WRS_MM_DATA/coco_tiny`` (any COCO-layout set: all its images are used).
 
 Writes, per run (``wrs/`` and ``wd/``): the log, the last checkpoint,
 ``norm_dynamics.jsonl``, the COCO metrics; for WRS also ``wrs_invariance.json``
 (rescaled and refused weights with reasons); and ``norm_dynamics.png``
-comparing the two. Prints a summary at the end (COCO mAP on the 80 val images,
-and on the 80 training images). About 7 minutes on 2 cores.
+comparing the two. Prints a summary at the end (COCO mAP on the val images,
+and on the training images).
 """
 import argparse
 import glob
@@ -52,7 +55,7 @@ def run(name, args):
     cfg.experiment_name = f'demo_{name}'
     t = time.time()
     runner, losses, metrics = small_scale.train_and_test(cfg)
-    # also on the 80 training images: from scratch in a few minutes the
+    # also on the training images: from scratch in a few minutes the
     # detector can only have learnt those
     runner._test_loop = dict(type='TestLoop')
     runner._test_dataloader = cfg.test_dataloader
@@ -70,13 +73,14 @@ def run(name, args):
         metrics=metrics,
         train_metrics=train_metrics,
         seconds=time.time() - t,
+        images=len(runner.train_dataloader.dataset),
         runner=runner)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--work-dir', default='work_dirs/demo')
-    ap.add_argument('--epochs', type=int, default=8)
+    ap.add_argument('--epochs', type=int, default=20)
     ap.add_argument('--size', type=int, default=160)
     ap.add_argument('--batch-size', type=int, default=4)
     ap.add_argument('--lr', type=float, default=1e-3)
@@ -98,7 +102,8 @@ def main():
         wrs_rescale_events=hook.num_rescales,
         plot=png)
     print('\n==== wrs_mm demo: YOLOv3 on coco_tiny '
-          f'({args.epochs} epochs of 80 images at {args.size}px) ====')
+          f"({args.epochs} epochs of {results['wrs']['images']} images at "
+          f'{args.size}px) ====')
     for name, r in results.items():
         ckpt = sorted(glob.glob(osp.join(r['work_dir'], 'epoch_*.pth')))[-1]
         log = glob.glob(osp.join(r['work_dir'], '*', '*.log'))[0]

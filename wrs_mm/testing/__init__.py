@@ -1,7 +1,8 @@
 """Helpers for wrs_mm's tests, benchmarks and demo (as ``mmdet.testing``).
 
 * :mod:`.paths`: where the checkout's configs and the small real data sets
-  are, looked up when asked (``$WRS_MM_DATA`` or ``../shared/data``);
+  are, looked up when asked (``$WRS_MM_DATA``, else the clone's
+  ``sample_data/``);
 * :mod:`.small_scale`: shrink a shipped config to CPU size, train and test it;
 * :mod:`.mm_models`: real mmdet / mmseg models with one real training batch;
 * :func:`get_hook`, :func:`groups_by_name`: what tests read from a runner;

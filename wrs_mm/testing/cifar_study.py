@@ -1,10 +1,18 @@
 """What the CPU-scale CIFAR-10 studies (``benchmarks/study_*.py``) share:
 their scale (:func:`scale`), their command-line options (:func:`add_arguments`)
 and how they train their paired studies (:func:`run`)."""
+import os.path as osp
+
 from mmengine.config import Config
+from mmengine.registry import DATASETS
 
 from ..apis import paired_study
-from .small_scale import cifar_subset_root
+from .paths import data_root
+
+#: the studies' scale: at least this many training images a class
+MIN_PER_CLASS = 2000
+#: ``--smoke``: at most this many training / test images
+SMOKE_IMAGES = (450, 250)
 
 
 def add_arguments(ap, epochs: int, work_dir: str, out: str) -> None:
@@ -12,6 +20,13 @@ def add_arguments(ap, epochs: int, work_dir: str, out: str) -> None:
     ``ap``: the scale (``--epochs``, ``--width``, ``--holdout``, ``--smoke``)
     and the runs (``--jobs``, ``--threads``, ``--work-dir``, ``--out``,
     ``--collect-only``)."""
+    ap.add_argument(
+        '--data-root',
+        help='a folder holding cifar10_subset/ (class folders, as the '
+        "clone's sample_data/) or cifar-10-batches-py/ (CIFAR-10's own "
+        'batches: tools/misc/download_data.py cifar10); default '
+        "$WRS_MM_DATA, else the clone's sample_data/ (enough for --smoke "
+        'only)')
     ap.add_argument('--epochs', type=int, default=epochs)
     ap.add_argument('--width', type=float, default=0.125)
     ap.add_argument(
@@ -28,7 +43,9 @@ def add_arguments(ap, epochs: int, work_dir: str, out: str) -> None:
     ap.add_argument(
         '--smoke',
         action='store_true',
-        help='a 1/40 subset, for the tests (seconds a run)')
+        help=f'at most {SMOKE_IMAGES[0]} training and {SMOKE_IMAGES[1]} test '
+        'images, evenly spaced, and at most a fifth of each class held out: '
+        'for the tests (seconds a run)')
 
 
 def run(arms, seeds, args, metric: str) -> dict:
@@ -44,35 +61,78 @@ def run(arms, seeds, args, metric: str) -> dict:
         env=dict(OMP_NUM_THREADS=str(args.threads)))
 
 
+def cifar_splits(root: str) -> dict:
+    """The CIFAR-10 ``train`` and ``test`` data set configs found under
+    ``root``: ``cifar10_subset/`` (``ImageFolderDataset``) or
+    ``cifar-10-batches-py/`` (``CIFARDataset``)."""
+    if osp.isdir(osp.join(root, 'cifar10_subset')):
+        folder = osp.join(root, 'cifar10_subset')
+        return {
+            split:
+            dict(
+                type='ImageFolderDataset', data_root=folder, data_prefix=split)
+            for split in ('train', 'test')
+        }
+    if osp.isdir(osp.join(root, 'cifar-10-batches-py')):
+        return {
+            split: dict(type='CIFARDataset', data_root=root, split=split)
+            for split in ('train', 'test')
+        }
+    raise FileNotFoundError(
+        f'--data-root {root} holds neither cifar10_subset/ (class folders) '
+        'nor cifar-10-batches-py/: get CIFAR-10 with `python '
+        'tools/misc/download_data.py cifar10 --root data` and pass '
+        '--data-root data/cifar10')
+
+
+def class_sizes(split: dict) -> list:
+    """The number of images of each class in the data set config
+    ``split``."""
+    dataset = DATASETS.build(dict(split, lazy_init=True))
+    return [len(items) for items in dataset.items_by_class()[1]]
+
+
 def scale(cfg: Config, args) -> Config:
     """A shipped classification config at the studies' scale, in place, from
-    the options of :func:`add_arguments`: the 20,000 training images of the
-    subset minus ``holdout`` per class (the validation split, tagged ``val``)
-    and its 10,000 test images (``test``), both evaluated every epoch; the
-    backbone's widths times ``width``; ``epochs`` epochs, lr x0.1 at 30 / 60 /
-    80 % of them; a checkpoint at the end; conv norms recorded 4 times an
-    epoch (``NormDynamicsHook``). ``smoke``: every 40th training and test
-    image (seconds a run)."""
-    width, epochs, holdout = args.width, args.epochs, args.holdout
-    n_train = 20000 - 10 * holdout
-    split = dict(type='ImageFolderDataset', data_root=cifar_subset_root())
+    the options of :func:`add_arguments`: the training images of
+    ``--data-root`` (at least :data:`MIN_PER_CLASS` a class; the shipped
+    ``cifar10_subset``: 2,000) minus ``holdout`` per class (the validation
+    split, tagged ``val``) and all its test images (``test``), both evaluated
+    every epoch; the backbone's widths times ``width``; ``epochs`` epochs, lr
+    x0.1 at 30 / 60 / 80 % of them; a checkpoint at the end; conv norms
+    recorded 4 times an epoch (``NormDynamicsHook``). ``smoke``: see
+    :func:`add_arguments` (seconds a run)."""
+    width, epochs = args.width, args.epochs
+    root = osp.abspath(args.data_root or data_root())
+    splits = cifar_splits(root)
+    sizes = class_sizes(splits['train'])
+    holdout = min(args.holdout, min(sizes) // 5) if args.smoke \
+        else args.holdout
+    if not args.smoke and min(sizes) < MIN_PER_CLASS:
+        raise SystemExit(
+            f'{root}: {min(sizes)} training images a class; the study needs '
+            f'{MIN_PER_CLASS} or more (--smoke runs on fewer). Point '
+            '--data-root (or WRS_MM_DATA) at a larger cifar10_subset/, or at '
+            'CIFAR-10 itself: `python tools/misc/download_data.py cifar10 '
+            '--root data`, then --data-root data/cifar10')
+    n_train = sum(sizes) - len(sizes) * holdout
+    n_test = sum(class_sizes(splits['test']))
     train = dict(
-        split,
-        data_prefix='train',
+        splits['train'],
         holdout_per_class=holdout,
         pipeline=cfg.train_pipeline)
     val = dict(
-        split,
-        data_prefix='train',
+        splits['train'],
         holdout_per_class=holdout,
         holdout=True,
         tag='val',
         pipeline=cfg.test_pipeline)
-    test = dict(
-        split, data_prefix='test', tag='test', pipeline=cfg.test_pipeline)
+    test = dict(splits['test'], tag='test', pipeline=cfg.test_pipeline)
     if args.smoke:
-        train['indices'] = list(range(0, n_train, 40))
-        test['indices'] = list(range(0, 10000, 40))
+        train['indices'] = list(
+            range(0, n_train, max(1, n_train // SMOKE_IMAGES[0])))
+        test['indices'] = list(
+            range(0, n_test, max(1, n_test // SMOKE_IMAGES[1])))
     cfg.model.backbone.width = width
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[key].num_workers = 0

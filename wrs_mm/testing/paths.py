@@ -1,5 +1,5 @@
 """Where the configs (checkout or installed package) and the small real data
-sets are."""
+sets (``sample_data/`` of the checkout, or ``$WRS_MM_DATA``) are."""
 import os
 
 _PACKAGE_PARENT = os.path.dirname(
@@ -20,16 +20,27 @@ def repo_root() -> str:
 
 
 def data_root() -> str:
-    """``$WRS_MM_DATA``, else ``shared/data`` next to the checkout: the folder
-    holding ``coco_tiny/``, ``shanghaitech_b_subset/`` and
-    ``crowd_points/``."""
-    path = os.environ.get('WRS_MM_DATA') or os.path.join(
-        os.path.dirname(_PACKAGE_PARENT), 'shared', 'data')
+    """The folder holding ``coco_tiny/``, ``shanghaitech_b_subset/`` and
+    ``cifar10_subset/``: ``$WRS_MM_DATA`` if set (a larger copy with the same
+    layout), else ``sample_data/`` of the checkout (the subsets the
+    repository ships, ``sample_data/README.md``)."""
+    path = os.environ.get('WRS_MM_DATA')
+    if path:
+        if not os.path.isdir(path):
+            raise FileNotFoundError(
+                f'WRS_MM_DATA={path} is not a folder: set it to a folder '
+                'holding coco_tiny/, shanghaitech_b_subset/, cifar10_subset/ '
+                '(the layout of sample_data/ in the clone), or unset it to '
+                'use the clone\'s sample_data/')
+        return path
+    path = os.path.join(_PACKAGE_PARENT, 'sample_data')
     if not os.path.isdir(path):
         raise FileNotFoundError(
-            f'small real data sets not found at {path}: set WRS_MM_DATA to '
-            'the folder holding coco_tiny/, shanghaitech_b_subset/, '
-            'crowd_points/')
+            f'no sample data at {path}: the demo and the tests read the '
+            'subsets shipped in the clone\'s sample_data/ (wrs_mm installed '
+            'from a wheel has none). Run from a clone (pip install -e .), or '
+            'set WRS_MM_DATA to a folder holding coco_tiny/, '
+            'shanghaitech_b_subset/, cifar10_subset/')
     return path
 
 

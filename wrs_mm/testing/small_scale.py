@@ -104,7 +104,7 @@ def shrink_det(cfg: Config,
                images=2,
                batch_size=2):
     """COCO detector: ``images`` train and val images of coco_tiny (``None``:
-    all 80), ``batch_size`` per iteration, ``epochs`` epochs."""
+    all it holds), ``batch_size`` per iteration, ``epochs`` epochs."""
     _common(cfg, work_dir, batch_size)
     cfg.model.backbone.init_cfg = None
     if depth:
@@ -276,6 +276,33 @@ def cifar_subset_root() -> str:
     return os.path.join(data_root(), 'cifar10_subset')
 
 
+def class_sizes(split: str) -> list:
+    """The number of images in each class folder of the CIFAR-10 subset's
+    ``split`` (``'train'`` or ``'test'``), in label order."""
+    root = os.path.join(cifar_subset_root(), split)
+    return [
+        len(os.listdir(os.path.join(root, c)))
+        for c in sorted(os.listdir(root))
+    ]
+
+
+def spread_over_classes(split: str, n: int) -> list:
+    """``n`` dataset indices of the CIFAR-10 subset's ``split`` that cycle
+    through the 10 classes (the data set lists its classes one after the
+    other), evenly spaced within each class, so every batch mixes them."""
+    sizes = class_sizes(split)
+    if n % len(sizes) or n // len(sizes) > min(sizes):
+        raise ValueError(
+            f'{n} {split} images: need a multiple of {len(sizes)} classes, '
+            f'at most {min(sizes)} a class ({cifar_subset_root()})')
+    starts = np.cumsum([0] + sizes[:-1])
+    step = min(sizes) * len(sizes) // n
+    return [
+        int(start) + k * step for k in range(n // len(sizes))
+        for start in starts
+    ]
+
+
 def shrink_cls(cfg: Config,
                work_dir,
                images=(40, 20),
@@ -295,24 +322,16 @@ def shrink_cls(cfg: Config,
         batch_size / cfg.auto_scale_lr.base_batch_size
     if width is not None:
         cfg.model.backbone.width = width
-    for key, split, n, per_class in (('train_dataloader', 'train', images[0],
-                                      2000), ('val_dataloader', 'test',
-                                              images[1], 1000),
-                                     ('test_dataloader', 'test', images[1],
-                                      1000)):
+    for key, split, n in (('train_dataloader', 'train',
+                           images[0]), ('val_dataloader', 'test', images[1]),
+                          ('test_dataloader', 'test', images[1])):
         pipeline = cfg.train_pipeline if key == 'train_dataloader' and \
             augment else cfg.test_pipeline
-        # the subset lists its classes one after the other: take n images
-        # cycling through the 10 classes, so every batch mixes them
-        step = per_class * 10 // n
         cfg[key].dataset = dict(
             type='ImageFolderDataset',
             data_root=cifar_subset_root(),
             data_prefix=split,
-            indices=[
-                c * per_class + k * step for k in range(n // 10)
-                for c in range(10)
-            ],
+            indices=spread_over_classes(split, n),
             pipeline=pipeline)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=epochs)
     return cfg
