@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install user-env detectron2-env test lint docs bench demo study-cifar study-ws gpu-report
+.PHONY: install user-env detectron2-env newest-torch-env test lint docs bench demo study-cifar study-ws gpu-report
 install:
 	bash tools/install.sh $(VENV)
 
@@ -17,10 +17,16 @@ user-env:
 detectron2-env: user-env
 	bash tools/install_detectron2_env.sh
 
+# the newest torch release with numpy and mmengine (no mmcv: mmcv 2.1.0 does
+# not build against it), cached; tests/test_newest_torch.py installs the wheel
+# into it and runs the plugin's tests there
+newest-torch-env:
+	bash tools/install_newest_torch_env.sh
+
 # two workers (pytest-xdist), one test at a time each, the heavy tests first
 # (tests/conftest.py), the user-environment tests together in one worker
 # (xdist_group); `pytest tests/...` alone runs serially
-test: install user-env detectron2-env
+test: install user-env detectron2-env newest-torch-env
 	$(PY) -m pytest -q -rs -n 2 --dist loadgroup --maxschedchunk 1 --durations=15 tests
 
 # format in place (isort, yapf), then check (flake8); tests/test_lint.py checks

@@ -117,11 +117,15 @@ setup(
     packages=find_packages(include=['wrs_mm', 'wrs_mm.*']),
     include_package_data=True,  # wrs_mm/.mim (MANIFEST.in)
     python_requires='>=3.8',
-    # the core: plain PyTorch. The torch releases tested: 2.1 (the reference
-    # user environment, tools/install_user_env.sh) to 2.13 (make install);
-    # docs/en/get_started.md has the matrix. Nothing here may make pip
-    # replace a user's torch, numpy or setuptools (tests/test_user_env.py).
-    install_requires=['torch>=2.1,<2.14', 'numpy'],
+    # the core: plain PyTorch. Tested on torch 2.1 (the reference user
+    # environment, tools/install_user_env.sh), 2.13 (make install) and the
+    # newest release (tools/install_newest_torch_env.sh); docs/en/
+    # get_started.md has the matrix. No upper bound below the next major
+    # release: that would exclude released torch versions that work (mmengine
+    # and mmdet declare none). Nothing here may make pip replace a user's
+    # torch, numpy or setuptools (tests/test_user_env.py,
+    # tests/test_newest_torch.py).
+    install_requires=['torch>=2.1,<3', 'numpy'],
     extras_require={
         # the mmengine adapters, configs and tools (mmcv 2.1.0 has no wheels
         # on PyPI for recent torch: tools/install.sh builds it with its ops)

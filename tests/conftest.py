@@ -1,6 +1,7 @@
 """Shared fixtures. ``tests/`` is deliberately not a package (the
 mmsegmentation wheel installs a top-level ``tests``)."""
 import functools
+import importlib.util
 import os
 
 import pytest
@@ -54,6 +55,16 @@ def needs_torch(version: tuple, what: str):
         torch_version() < version,
         reason=f'{what} needs torch >= {version[0]}.{version[1]}')
 
+
+#: tests with mmcv's layers, or with mmdet / mmseg configs (the newest-torch
+#: environment has neither: mmcv 2.1.0 does not build against torch 2.15)
+NEEDS_MMCV = pytest.mark.skipif(
+    importlib.util.find_spec('mmcv') is None,
+    reason='needs mmcv, which this environment does not have')
+NEEDS_MMDET = pytest.mark.skipif(
+    importlib.util.find_spec('mmdet') is None
+    or importlib.util.find_spec('mmseg') is None,
+    reason='needs mmcv, mmdet and mmseg, which this environment does not have')
 
 #: tests that emulate AMP's loss scaling on CPU
 CPU_GRAD_SCALER = needs_torch((2, 3), "torch.amp.GradScaler('cpu')")

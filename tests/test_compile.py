@@ -19,7 +19,7 @@ from wrs_mm.engine import WeightRescaleHook
 from wrs_mm.testing import get_hook, repo_root
 from wrs_mm.testing import small_scale as C
 import toy
-from conftest import BNNet, needs_torch
+from conftest import NEEDS_MMCV, BNNet, needs_torch
 
 #: mmengine's compile=True with a wrs_mm feature (torch 2.1 is refused)
 MMENGINE_COMPILE = needs_torch(MIN_COMPILE, "wrs_mm under mmengine's compile")
@@ -76,6 +76,7 @@ def vgg_cfg(tmp_path_factory):
 
 
 @MMENGINE_COMPILE
+@NEEDS_MMCV  # the shipped VGG16-BN config (mmcv.cnn)
 @pytest.mark.heavy
 def test_compiled_training_matches_eager_with_every_feature(vgg_cfg):
     cfg, work = vgg_cfg

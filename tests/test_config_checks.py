@@ -10,6 +10,9 @@ import wrs_mm  # noqa: F401
 from wrs_mm.engine import WeightRescaleHook
 from wrs_mm.engine import weight_rescale_hook as hook_module
 from wrs_mm.engine.config_checks import dropped_base_hooks
+from conftest import NEEDS_MMDET
+
+pytestmark = NEEDS_MMDET  # mmdet's RTMDet config
 
 BASE = "_base_ = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'\n"
 

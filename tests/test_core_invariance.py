@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from wrs_mm.core import analyze_invariance, verify_invariance
 from wrs_mm.core.rng import get_rng_states, set_rng_states
+from conftest import NEEDS_MMCV
 
 
 class Mixed(nn.Module):
@@ -172,6 +173,7 @@ def test_plain_torch_conv_is_never_weight_standardised():
     assert r['0.weight'].kind == 'none'
 
 
+@NEEDS_MMCV
 def test_mmcv_conv_ws_is_recognised_by_its_class():
     from mmcv.cnn import ConvAWS2d, ConvWS2d
     torch.manual_seed(0)

@@ -195,8 +195,8 @@ def test_resume_of_a_per_parameter_checkpoint_continues_as_it_was_trained(
     as a per-parameter optimizer continues it on this machine, and where
     that code's uninterrupted run ended up to the rounding of the CPU that
     wrote it (the same code differs by ~3e-8 on another x86 CPU). On one
-    thread, as that run; written with this torch: 2.13.0 and 2.1.2, the two
-    environments of the tests."""
+    thread, as that run; written with this torch: 2.13.0, 2.1.2 and 2.15.0,
+    the three environments of the tests."""
     assert osp.isdir(LEGACY), (
         f'no checkpoint written with torch {torch.__version__}: run '
         'tests/data/per_param_groups/make_checkpoint.py with it')

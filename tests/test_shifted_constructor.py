@@ -2,7 +2,6 @@
 regularizer applied per optimizer step from config alone."""
 import pytest
 import torch
-from mmcv.cnn import ConvWS2d
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
 from torch import nn
@@ -13,7 +12,7 @@ from wrs_mm.core import shifted_lp_grad
 from wrs_mm.core.param_groups import ROLE
 from wrs_mm.testing import groups_by_name
 import toy
-from conftest import CPU_GRAD_SCALER, BNNet
+from conftest import CPU_GRAD_SCALER, NEEDS_MMCV, BNNet
 
 CONVS = ('conv1.weight', 'conv2.weight')
 
@@ -84,7 +83,9 @@ def test_accumulation_applies_once_per_update():
         model.conv2.weight, before - 0.1 * (g + reg), atol=1e-6)
 
 
+@NEEDS_MMCV
 def test_weight_standardised_convs_use_std_shift():
+    from mmcv.cnn import ConvWS2d
     torch.manual_seed(0)
     model = nn.Sequential(
         ConvWS2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(5))

@@ -105,24 +105,33 @@ def user_run_env(python: str) -> dict:
 
 
 def test_setup_docs_and_environments_state_one_torch_range():
-    """setup.py's torch range runs from the reference user environment's
-    torch to the main environment's, and the manual says the same."""
+    """setup.py's torch range starts at the reference user environment's
+    torch and ends below the next major release, so it excludes none that
+    the tests run; the environments, the manual and ``wrs_mm.core.compat``
+    name the same three releases."""
 
     def read(*path):
         with open(osp.join(ROOT, *path)) as f:
             return f.read()
 
-    low, high = re.search(r"'torch>=(\d+\.\d+),<(\d+\.\d+)'",
+    low, high = re.search(r"'torch>=(\d+\.\d+),<(\d+)'",
                           read('setup.py')).groups()
-    major, minor = map(int, high.split('.'))
-    newest = f'{major}.{minor - 1}'
-    assert f'torch=={low}.' in read('tools', 'install_user_env.sh')
-    assert f'torch=={newest}.' in read('tools', 'install.sh')
-    assert f'| torch | >= {low}, < {high} |' in read('docs', 'en',
-                                                     'get_started.md')
+    user = re.search(r'torch==(\d+\.\d+\.\d+)',
+                     read('tools', 'install_user_env.sh')).group(1)
+    main = re.search(r'torch==(\d+\.\d+\.\d+)', read('tools',
+                                                     'install.sh')).group(1)
+    newest = re.search(r'^TORCH=(\d+\.\d+\.\d+)$',
+                       read('tools', 'install_newest_torch_env.sh'),
+                       re.M).group(1)
+    assert user.startswith(low + '.')
+    for version in (user, main, newest):
+        assert int(version.split('.')[0]) < int(high), version
+    table = read('docs', 'en', 'get_started.md')
+    assert f'| torch | >= {low}, < {high} | {user} | {main} (CPU) | ' \
+        f'{newest} (CUDA build, on the CPU) |' in table
     from wrs_mm.core import compat
-    assert f'torch {low}' in compat.__doc__ and f'to {newest}' in \
-        compat.__doc__
+    for version in (low, main.rsplit('.', 1)[0], newest.rsplit('.', 1)[0]):
+        assert f'torch {version}' in compat.__doc__, version
 
 
 def private_copy(python: str) -> str:
@@ -164,15 +173,20 @@ def build_wheel(tmp) -> tuple:
     return src, wheel
 
 
-def install_wheel(python: str, tmp) -> tuple:
+def install_wheel(python: str, tmp, extras: bool = True, env=None) -> tuple:
     """Build wrs_mm's wheel, install it into ``python``'s environment as a
-    user does, and report what changed (see ``user_env``)."""
+    user does (pip with ``env``), and report what changed: ``(python, freeze
+    before, after the wheel)``, and with ``extras`` also after the
+    wheel[mm] and what `pip install <checkout>[mm]` would install (see
+    ``user_env``)."""
     src, wheel = build_wheel(tmp)
     pip = [python, '-m', 'pip', '--disable-pip-version-check']
     before = freeze(python)
-    _run(pip + ['install', wheel], cwd=tmp)
+    _run(pip + ['install', wheel], cwd=tmp, env=env)
     after = freeze(python)
-    _run(pip + ['install', wheel + '[mm]'], cwd=tmp)
+    if not extras:
+        return python, before, after
+    _run(pip + ['install', wheel + '[mm]'], cwd=tmp, env=env)
     after_mm = freeze(python)
     # the one command of the manual, from a checkout: what it would install
     _run(
@@ -180,7 +194,8 @@ def install_wheel(python: str, tmp) -> tuple:
             'install', '--dry-run', '-q', '--report',
             str(tmp / 'report.json'), src + '[mm]'
         ],
-        cwd=tmp)
+        cwd=tmp,
+        env=env)
     with open(tmp / 'report.json') as f:
         would = [
             i['metadata']['name'].replace('-', '_')

@@ -13,7 +13,7 @@ from wrs_mm.core.param_groups import ROLE, ROLE_WRS
 from wrs_mm.engine import WeightRescaleHook
 from wrs_mm.testing import get_hook, groups_by_name
 import toy  # noqa: F401  (registers the toy model and dataset)
-from conftest import CPU_GRAD_SCALER
+from conftest import CPU_GRAD_SCALER, NEEDS_MMCV, NEEDS_MMDET
 
 CONVS = ('net.conv1.weight', 'net.conv2.weight')
 
@@ -367,6 +367,7 @@ def test_included_non_invariant_weight_is_refused(tmp_path):
     assert torch.allclose(n, torch.ones_like(n), atol=1e-5)
 
 
+@NEEDS_MMCV
 def test_bias_dominated_head_refused_and_conv_ws_rescaled(tmp_path):
     """A plain conv whose output is dominated by its bias, on tiny inputs,
     stays as it is (refused, decay kept); the ConvWS2d before it is
@@ -428,6 +429,7 @@ def test_no_invariant_weight_warns_and_does_nothing(tmp_path):
     assert "in eval mode (frozen running statistics" in log
 
 
+@NEEDS_MMDET
 def test_registered_for_mmdet_and_mmseg_scopes():
     from mmdet.registry import HOOKS as DET_HOOKS
     from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS as DET_CONS

@@ -1,8 +1,10 @@
 """The torch (and Triton) releases wrs_mm runs on, and what needs a newer one.
 
 wrs_mm is tested on torch 2.1 (the newest release OpenMMLab's mmcv 2.1.0
-wheels are built for, so what most mmdet 3.3 users have) to 2.13 (setup.py's
-range). What a release lacks is either given a replacement here or refused
+wheels are built for, so what most mmdet 3.3 users have), torch 2.13 (the
+development environment) and torch 2.15 (the newest release; without mmcv,
+which does not build against it); setup.py admits every torch 2 from 2.1.
+What a release lacks is either given a replacement here or refused
 with a message naming the release it needs (:func:`require_torch`):
 
 * ``torch.compiler.is_compiling`` (torch 2.3): ``torch._dynamo.is_compiling``

@@ -213,15 +213,18 @@ if triton is not None:
             b = 0.
         gaddr = tl.load(gaddr_ptr + pi)
         if COUPLED:
-            live = gaddr != 0  # a weight without gradient is left alone
             gbase = gaddr.to(tl.pointer_type(DTYPE)) + start
-            i = 0
-            while i < n:
-                m = (i + offs < n) & live
-                x = tl.load(base + i + offs, mask=m, other=0.).to(tl.float32)
-                g = tl.load(gbase + i + offs, mask=m, other=0.).to(tl.float32)
-                tl.store(gbase + i + offs, (g + a * x + b).to(DTYPE), mask=m)
-                i += BLOCK
+            if gaddr != 0:  # a weight without gradient is left alone
+                i = 0
+                while i < n:
+                    m = i + offs < n
+                    x = tl.load(
+                        base + i + offs, mask=m, other=0.).to(tl.float32)
+                    g = tl.load(
+                        gbase + i + offs, mask=m, other=0.).to(tl.float32)
+                    tl.store(
+                        gbase + i + offs, (g + a * x + b).to(DTYPE), mask=m)
+                    i += BLOCK
         else:
             i = 0
             while i < n:

@@ -2,8 +2,9 @@
 of ``toy.layout_case_cfg`` trained by wrs_mm as it was before param groups
 were merged by settings (one group per parameter), so that a checkpoint of
 that code is tested to resume, with what that code went on to train. Run it
-with each torch the tests run on (the main environment's and the user
-environment's, ``make user-env``):
+with each torch the tests run on (the main environment's, the user
+environment's, ``make user-env``, and the newest-torch environment's,
+``tools/install_newest_torch_env.sh``):
 
     git worktree add /tmp/wrs_mm_7499571 7499571
     PYTHONPATH=/tmp/wrs_mm_7499571 TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 \\
@@ -13,6 +14,12 @@ It writes ``torch-<version>/``: ``iter_3.pth``, the checkpoint at iteration
 3, and ``final.pt``, the model's parameters and buffers after 6 iterations,
 on one thread (CPU convolutions round differently with the thread count and
 the torch release; numpy 2's pickles do not load under numpy 1).
+
+In an environment without mmcv (the newest-torch one), that commit's
+``wrs_mm/__init__.py`` must not import its ``classification`` and
+``counting`` packages (they import ``mmcv.cnn``): ``torch-2.15.0/`` was
+written with that one line changed to ``from . import engine, registry``,
+and pytest on ``PYTHONPATH`` (``<venv>/test-tools``) for ``toy``'s conftest.
 """
 import os
 import os.path as osp
