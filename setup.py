@@ -141,14 +141,31 @@ setup(
             'regex',
             'matplotlib'
         ],
+        # mmdet alone: the adapters and the detection configs, without
+        # mmsegmentation and the text packages its models import
+        'det': [
+            'mmcv>=2.1.0,<2.2.0', 'mmengine>=0.10.3,<0.11',
+            'mmdet>=3.2.0,<3.4', 'pycocotools', 'matplotlib'
+        ],
         # (setuptools < 81, which mmengine's `pkg::` lookup needs, is pinned
         # by tools/install.sh, not here: wrs_mm_config_hook.py names it)
         # the manual (make docs; tests/test_docs.py builds it)
-        'docs': ['sphinx>=7,<10', 'myst-parser>=3,<6'],
+        'docs': [
+            'sphinx>=7,<10', 'myst-parser>=3,<6', 'furo>=2024.8.6',
+            'sphinx-copybutton>=0.5'
+        ],
         # the suite, the benchmarks and the linters
         'tests': [
-            'pytest', 'pytest-xdist>=3.5', 'scipy', 'adamp', 'scikit-learn',
-            'triton', 'flake8==7.5.0', 'isort==5.13.2', 'yapf==0.43.0'
+            'pytest',
+            'pytest-xdist>=3.5',
+            'scipy',
+            'adamp',
+            'scikit-learn',
+            'triton',
+            'flake8==7.5.0',
+            'isort==5.13.2',
+            'yapf==0.43.0',
+            'selenium>=4.10'  # tests/test_docs_browser.py (Chromium: apt)
         ],
     },
 )

@@ -2,6 +2,7 @@
 data (coco_tiny, or a VOC-format set made from it) and evaluated with its
 real metric. A config without an entry in CONFIGS fails the suite."""
 import os
+import re
 
 import pytest
 import torch
@@ -68,6 +69,37 @@ CONFIGS.update({
 
 def test_every_config_has_a_test():
     assert C.all_configs() == sorted(CONFIGS)
+
+
+#: the configs without a weight-decay twin (the configs guide names them)
+NO_TWIN = {
+    'configs/faster_rcnn/faster-rcnn_r50_fpn_syncbn-wrs-tau10_1x_coco.py',
+    'configs/cascade_rcnn/cascade-rcnn_r50_fpn_ws-bn_shifted-l2_20e_coco.py'
+}
+
+
+def test_every_regularized_config_has_its_weight_decay_twin_as_base():
+    """What the configs guide says: a WRS or shifted-L2 config's ``_base_``
+    is its weight-decay twin (``wd``, or ``l2`` for coupled L2), a config of
+    the same folder,
+    except the configs it names."""
+    with open(os.path.join(ROOT, 'docs', 'en', 'user_guides',
+                           'configs.md')) as f:
+        guide = f.read()
+    for config in C.all_configs():
+        name = os.path.basename(config)
+        if not any(k in name for k in ('wrs', 'shifted')):
+            continue
+        with open(os.path.join(ROOT, config)) as f:
+            base = re.search(r"^_base_ = '([^']+)'", f.read(), re.M)
+        twin = base and base.group(1).startswith('./') and re.search(
+            r'[-_](wd|l2)[_.]', base.group(1)) and \
+            os.path.isfile(os.path.join(ROOT, os.path.dirname(config),
+                                        base.group(1)))
+        if config in NO_TWIN:
+            assert not twin and f'`{name}`' in guide, config
+        else:
+            assert twin, (config, base and base.group(1))
 
 
 @pytest.fixture(scope='module')

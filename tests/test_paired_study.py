@@ -95,6 +95,24 @@ def test_paired_difference_uses_common_seeds_only():
     assert one['mean'] == 1. and one['ci95'][0] != one['ci95'][0]  # NaN
 
 
+def test_markdown_table_says_na_for_an_arm_with_one_paired_seed():
+    summary = ps.summarize(
+        dict(wd={
+            0: 90.,
+            1: 91.
+        }, wrs={
+            0: 92.,
+            1: 92.
+        }, wrs_fc={0: 89.}), 'wd', 'test/top1')
+    rows = {
+        r.split(' | ')[0].strip('| '): r
+        for r in ps.markdown_table(summary).splitlines()[2:]
+    }
+    assert '| n/a (1 seed) | 0 / 0 / 1 |' in rows['wrs_fc'], rows
+    assert 'nan' not in ps.markdown_table(summary)
+    assert '+1.50 [' in rows['wrs'], rows
+
+
 def test_arms_with_their_own_seeds_and_reused_runs(tmp_path):
     """An arm's own seeds decide which of its runs a study trains and
     counts; reuse_runs adds an earlier study's runs this one lacks and

@@ -1,9 +1,10 @@
 # Faster R-CNN R-50-FPN (mmdet's 1x config, ImageNet-pretrained backbone) with
-# its backbone BatchNorm trained, and weight rescaling. mmdet's default BN is
-# frozen (norm_eval=True, requires_grad=False): then no backbone conv is
-# scale-invariant and WRS would rescale nothing. Here the backbone BN trains,
-# as SyncBN (2 images per GPU are too few for per-GPU batch statistics; on one
-# process mmengine reverts it to BN); frozen_stages=1 stays, so the stem and
+# its backbone BatchNorm trained, and weight rescaling. mmdet's default BN
+# normalises with frozen running statistics (norm_eval=True; its affine
+# parameters train): then no backbone conv is scale-invariant and WRS would
+# rescale nothing. Here the backbone BN trains, as SyncBN (2 images per GPU
+# are too few for per-GPU batch statistics; on one process mmengine reverts
+# it to BN); frozen_stages=1 stays, so the stem and
 # layer1 keep their pretrained weights and are reported frozen. Every 10
 # steps each conv of layer2-4 (each followed by a trained BN) is rescaled,
 # row by row, to the RMS of its pretrained row norms (target_norm='init': the

@@ -21,6 +21,7 @@ extensions = [
     'sphinx.ext.autodoc',
     'sphinx.ext.napoleon',
     'sphinx.ext.viewcode',
+    'sphinx_copybutton',
 ]
 source_suffix = {'.rst': 'restructuredtext', '.md': 'markdown'}
 master_doc = 'index'
@@ -30,5 +31,13 @@ myst_enable_extensions = ['dollarmath']
 autodoc_member_order = 'bysource'
 autodoc_default_options = dict(members=True, show_inheritance=True)
 napoleon_google_docstring = True
-html_theme = 'alabaster'
+# Furo, widened for config blocks and start-up tables (_static/wrs_mm.css);
+# tests/test_docs_browser.py opens every page in Chromium and fails on a
+# code block or table wider than its column
+html_theme = 'furo'
 html_title = 'wrs_mm'
+html_static_path = ['_static']
+html_css_files = ['wrs_mm.css']
+# the copy button leaves out prompts and the outputs that follow them
+copybutton_prompt_text = r'\$ '
+copybutton_prompt_is_regexp = True

@@ -485,7 +485,9 @@ def summarize(finals: Dict[str, Dict[int, float]], baseline: str,
 
 
 def markdown_table(summary: dict) -> str:
-    """The summary as a markdown table: one row per arm."""
+    """The summary as a markdown table: one row per arm; the difference to
+    the baseline reads ``n/a (1 seed)`` where the arm shares fewer than two
+    seeds with it (no interval)."""
     m, base = summary['metric'], summary['baseline']
     lines = [
         f'| arm | seeds | {m} mean +- std | minus {base} [95 % CI] | '
@@ -495,6 +497,9 @@ def markdown_table(summary: dict) -> str:
         p = a['vs_baseline']
         if p is None:
             diff, wins = '-', '-'
+        elif len(p['seeds']) < 2:  # no interval from one paired seed
+            diff = f"n/a ({len(p['seeds'])} seed)"
+            wins = f"{p['wins']} / {p['ties']} / {p['losses']}"
         else:
             diff = (f"{p['mean']:+.2f} [{p['ci95'][0]:+.2f}, "
                     f"{p['ci95'][1]:+.2f}]")

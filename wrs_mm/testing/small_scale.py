@@ -105,6 +105,9 @@ def shrink_det(cfg: Config,
                batch_size=2):
     """COCO detector: ``images`` train and val images of coco_tiny (``None``:
     all it holds), ``batch_size`` per iteration, ``epochs`` epochs."""
+    # the loop first: _common picks the samplers from it (an iteration-based
+    # config's InfiniteSampler would never end an epoch)
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs)
     _common(cfg, work_dir, batch_size)
     cfg.model.backbone.init_cfg = None
     if depth:
@@ -121,7 +124,6 @@ def shrink_det(cfg: Config,
         cfg[key].ann_file = coco_root() + 'annotations/instances_val2017.json'
     _small_heads(cfg.model.get('train_cfg'))
     _small_heads(cfg.model.get('test_cfg'))
-    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=epochs)
     return cfg
 
