@@ -2,6 +2,8 @@
 and the launch helpers the tests share (resumed runs, torchrun, side
 venvs)."""
 import copy
+import os
+import re
 
 import torch
 from mmengine.dataset import BaseDataset
@@ -188,12 +190,33 @@ def assert_same_state(a, b) -> None:
 
 
 def free_port() -> int:
-    """A localhost TCP port that is free now, for a rendezvous (tests run
-    in parallel: no fixed port)."""
+    """A TCP port for a rendezvous, free now and below the kernel's
+    ephemeral range (``ip_local_port_range``). A port from that range (what
+    binding port 0 gives) can be taken by any outgoing connection between
+    this check and the launcher's bind: ``EADDRINUSE`` under load. Each
+    pytest-xdist worker draws at random from its own slice of 20000 up to
+    that range, so the two workers cannot pick the same port."""
+    import random
     import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+    try:
+        with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
+            ephemeral = int(f.read().split()[0])
+    except (OSError, ValueError):
+        ephemeral = 32768  # Linux's default start
+    worker = int(
+        re.sub(r'\D', '', os.environ.get('PYTEST_XDIST_WORKER', '')) or 0)
+    span = (min(ephemeral, 32768) - 20000) // 4
+    start = 20000 + (worker % 4) * span
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(start, start + span)
+        with socket.socket() as s:
+            try:
+                s.bind(('', port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f'no free port in {start}-{start + span}')
 
 
 def torchrun(script: str, args, procs: int) -> None:
