@@ -19,8 +19,8 @@ import shutil
 import subprocess
 
 import pytest
-from test_user_env import (PLUGIN_TESTS, ROOT, freeze, install_wheel,
-                           private_copy, user_env_python, user_run_env)
+from test_user_env import (ROOT, freeze, install_wheel, private_copy,
+                           run_plugin_tests, user_env_python)
 
 #: the torch release the environment holds (tools/install_newest_torch_env.sh)
 with open(os.path.join(ROOT, 'tools', 'install_newest_torch_env.sh')) as f:
@@ -71,31 +71,7 @@ def test_plugin_tests_pass_on_the_newest_torch(newest_env):
     installed wheel: every test passes, or is skipped for want of a CUDA
     device or of mmcv."""
     python = newest_env[0]
-    tools = os.path.join(
-        os.path.dirname(os.path.dirname(python)), 'test-tools')
-    env = dict(
-        user_run_env(python),
-        PYTHONPATH=tools,
-        TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
-    res = subprocess.run(
-        # -P: the checkout's wrs_mm must not shadow the installed wheel
-        [
-            python, '-P', '-m', 'pytest', '-q', '-rs', '-p',
-            'no:cacheprovider', *PLUGIN_TESTS
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=3000)
-    out = res.stdout
-    assert res.returncode == 0, out[-6000:]
-    summary = out.strip().splitlines()[-1]
-    passed = re.search(r'(\d+) passed', summary)
-    assert passed and int(passed.group(1)) >= 120, summary
-    for line in out.splitlines():
-        if line.startswith('SKIPPED'):
-            assert ALLOWED_SKIP.search(line), line
+    env = run_plugin_tests(python, ALLOWED_SKIP)
     code = ('import torch, wrs_mm, sys; print(torch.__version__); '
             'print(wrs_mm.__file__); print("mmcv" in sys.modules)')
     version, path, mmcv = subprocess.run([python, '-P', '-c', code],

@@ -226,12 +226,11 @@ def test_installing_the_wheel_adds_wrs_mm_and_nothing_else(user_env):
     assert 'site-packages' in out[0] and out[1].startswith('2.1.2'), out
 
 
-@in_user_env
-def test_plugin_tests_pass_on_torch_2_1(user_env):
-    """The plugin's test files, run by that environment's python on its
-    installed wheel: every test passes, or is skipped naming the newer
-    release it needs."""
-    python = user_env[0]
+def run_plugin_tests(python: str, allowed_skip) -> dict:
+    """:data:`PLUGIN_TESTS` run by ``python`` on its environment's installed
+    wheel (pytest from the environment's ``test-tools/``): all pass, at
+    least 120, and every skip matches ``allowed_skip``. Returns the
+    environment the tests ran with."""
     tools = osp.join(osp.dirname(osp.dirname(python)), 'test-tools')
     env = dict(
         user_run_env(python),
@@ -252,10 +251,20 @@ def test_plugin_tests_pass_on_torch_2_1(user_env):
     assert res.returncode == 0, out[-6000:]
     summary = out.strip().splitlines()[-1]
     passed = re.search(r'(\d+) passed', summary)
-    assert passed and int(passed.group(1)) >= 120, summary  # 126 measured
-    skips = [ln for ln in out.splitlines() if ln.startswith('SKIPPED')]
-    for line in skips:
-        assert ALLOWED_SKIP.search(line), line
+    assert passed and int(passed.group(1)) >= 120, summary
+    for line in out.splitlines():
+        if line.startswith('SKIPPED'):
+            assert allowed_skip.search(line), line
+    return env
+
+
+@in_user_env
+def test_plugin_tests_pass_on_torch_2_1(user_env):
+    """The plugin's test files, run by that environment's python on its
+    installed wheel: every test passes, or is skipped naming the newer
+    release it needs."""
+    python = user_env[0]
+    env = run_plugin_tests(python, ALLOWED_SKIP)  # 126 passed measured
     installed = subprocess.run(
         [python, '-P', '-c', 'import wrs_mm; print(wrs_mm.__file__)'],
         cwd=ROOT,
