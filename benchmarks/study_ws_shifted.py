@@ -43,7 +43,7 @@ from mmengine.config import Config
 
 from wrs_mm.apis import paired_study as ps
 from wrs_mm.engine.norm_dynamics_hook import read_norm_dynamics
-from wrs_mm.testing import cifar_study, repo_root
+from wrs_mm.testing import cifar_study, repo_root, small_scale
 
 OPTIMIZERS = {
     'sgdm': dict(type='SGD', lr=0.1, momentum=0.9),
@@ -68,7 +68,7 @@ def ws_config(opt: str, reg: str, lam: float, args) -> Config:
         cfg.optim_wrapper.paramwise_cfg.shifted_reg.eps = args.eps
     if args.test_every > 1 and not args.smoke:  # a subset, every epoch
         test = cfg.val_dataloader.dataset.datasets[1]
-        n_test = sum(cifar_study.class_sizes(test))
+        n_test = sum(small_scale.dataset_class_sizes(test))
         test['indices'] = list(range(0, n_test, args.test_every))
     return cfg
 

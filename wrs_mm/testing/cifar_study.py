@@ -4,10 +4,10 @@ and how they train their paired studies (:func:`run`)."""
 import os.path as osp
 
 from mmengine.config import Config
-from mmengine.registry import DATASETS
 
 from ..apis import paired_study
 from .paths import data_root
+from .small_scale import dataset_class_sizes
 
 #: the studies' scale: at least this many training images a class
 MIN_PER_CLASS = 2000
@@ -85,13 +85,6 @@ def cifar_splits(root: str) -> dict:
         '--data-root data/cifar10')
 
 
-def class_sizes(split: dict) -> list:
-    """The number of images of each class in the data set config
-    ``split``."""
-    dataset = DATASETS.build(dict(split, lazy_init=True))
-    return [len(items) for items in dataset.items_by_class()[1]]
-
-
 def scale(cfg: Config, args) -> Config:
     """A shipped classification config at the studies' scale, in place, from
     the options of :func:`add_arguments`: the training images of
@@ -105,7 +98,7 @@ def scale(cfg: Config, args) -> Config:
     width, epochs = args.width, args.epochs
     root = osp.abspath(args.data_root or data_root())
     splits = cifar_splits(root)
-    sizes = class_sizes(splits['train'])
+    sizes = dataset_class_sizes(splits['train'])
     holdout = min(args.holdout, min(sizes) // 5) if args.smoke \
         else args.holdout
     if not args.smoke and min(sizes) < MIN_PER_CLASS:
@@ -116,7 +109,7 @@ def scale(cfg: Config, args) -> Config:
             'CIFAR-10 itself: `python tools/misc/download_data.py cifar10 '
             '--root data`, then --data-root data/cifar10')
     n_train = sum(sizes) - len(sizes) * holdout
-    n_test = sum(class_sizes(splits['test']))
+    n_test = sum(dataset_class_sizes(splits['test']))
     train = dict(
         splits['train'],
         holdout_per_class=holdout,

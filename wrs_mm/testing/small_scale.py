@@ -10,6 +10,7 @@ import os
 import cv2
 import numpy as np
 from mmengine.config import Config
+from mmengine.registry import DATASETS
 from mmengine.runner import Runner
 
 from .paths import coco_root, data_root, repo_root
@@ -278,14 +279,22 @@ def cifar_subset_root() -> str:
     return os.path.join(data_root(), 'cifar10_subset')
 
 
+def dataset_class_sizes(split: dict) -> list:
+    """The number of images of each class in the classification data set
+    config ``split`` (``ImageFolderDataset`` or ``CIFARDataset``), in label
+    order."""
+    dataset = DATASETS.build(dict(split, lazy_init=True))
+    return [len(items) for items in dataset.items_by_class()[1]]
+
+
 def class_sizes(split: str) -> list:
-    """The number of images in each class folder of the CIFAR-10 subset's
-    ``split`` (``'train'`` or ``'test'``), in label order."""
-    root = os.path.join(cifar_subset_root(), split)
-    return [
-        len(os.listdir(os.path.join(root, c)))
-        for c in sorted(os.listdir(root))
-    ]
+    """:func:`dataset_class_sizes` of the CIFAR-10 subset's ``split``
+    (``'train'`` or ``'test'``)."""
+    return dataset_class_sizes(
+        dict(
+            type='ImageFolderDataset',
+            data_root=cifar_subset_root(),
+            data_prefix=split))
 
 
 def spread_over_classes(split: str, n: int) -> list:
