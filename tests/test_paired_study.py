@@ -289,9 +289,11 @@ def test_slurm_job_script_asks_what_slurm_train_sh_asks():
 def test_slurm_rendezvous_from_slurm_environment():
     """--launcher slurm on CPU: rank, world size, local rank and port from
     srun's variables (the master address from the node list on the
-    cluster, tests/test_slurm.py); outside srun, an error naming them."""
+    cluster, tests/test_slurm.py); the port the job's own, below the
+    ephemeral range; outside srun, an error naming them."""
     from wrs_mm.apis.launch import slurm_dist_env
     env = dict(
+        SLURM_JOB_ID='41857',
         SLURM_PROCID='3',
         SLURM_NTASKS='4',
         SLURM_LOCALID='1',
@@ -302,8 +304,14 @@ def test_slurm_rendezvous_from_slurm_environment():
         WORLD_SIZE='4',
         LOCAL_RANK='1',
         MASTER_ADDR='node1',
-        MASTER_PORT='29500')
+        MASTER_PORT='11857')
+    ports = {
+        int(slurm_dist_env(dict(env, SLURM_JOB_ID=str(j)))['MASTER_PORT'])
+        for j in range(100000, 110000)
+    }
+    assert len(ports) == 10000 and 10000 <= min(ports) < max(ports) < 32768
     assert slurm_dist_env(dict(env, MASTER_PORT='23456'))['MASTER_PORT'] == \
         '23456'
-    with pytest.raises(RuntimeError, match=r"\['SLURM_PROCID'.*srun"):
+    with pytest.raises(
+            RuntimeError, match=r"\['SLURM_JOB_ID', 'SLURM_PROCID'.*srun"):
         slurm_dist_env({})

@@ -55,10 +55,11 @@ def slurm():
     cluster.stop()
 
 
-def shrunk(src: str, path, epochs: int = 2) -> str:
+def shrunk(src: str, path, epochs: int = 2, hooks=()) -> str:
     """``src`` on 100 CIFAR-10 training images (batch 25) and 50 test
     images, VGG widths / 16, ``epochs`` epochs with a checkpoint and a
-    validation each, WRS every step, every rank's final weights saved."""
+    validation each, WRS every step, every rank's final weights saved,
+    ``hooks`` added."""
     cfg = Config.fromfile(src)
     C.shrink_cls(
         cfg,
@@ -70,7 +71,7 @@ def shrunk(src: str, path, epochs: int = 2) -> str:
     for hook in cfg.get('custom_hooks', []):
         hook['interval'] = 1
     cfg.custom_hooks = cfg.get('custom_hooks',
-                               []) + [dict(type='RankStateHook')]
+                               []) + [dict(type='RankStateHook'), *hooks]
     cfg.custom_imports = dict(
         imports=['wrs_mm', 'rank_state_hook'], allow_failed_imports=False)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
@@ -173,6 +174,79 @@ def wait_until(predicate, timeout=600, poll=0.2) -> None:
     while not predicate():
         assert time.time() < deadline, 'timed out'
         time.sleep(poll)
+
+
+def start_requeued_now(slurm, job: str, log) -> None:
+    """Wait until ``job`` is back in the queue after its requeue, then start
+    it now: Slurm holds a requeued job for about 2 minutes (its begin time)
+    before it may start again."""
+    wait_until(
+        lambda: slurm.job(job).get('Restarts', '0') != '0' and slurm.job(job).
+        get('JobState') == 'PENDING' or _ended(slurm, job, log),
+        timeout=300)
+    for _ in range(100):  # refused while the requeue is being processed
+        if slurm.run('scontrol', 'update', f'JobId={job}',
+                     'StartTime=now').returncode == 0:
+            return
+        time.sleep(0.5)
+
+
+def _ended(slurm, job: str, log) -> bool:
+    """Fails the test, with the job's log, if ``job`` ended instead of being
+    requeued."""
+    state = slurm.job(job).get('JobState')
+    assert state not in ('COMPLETED', 'FAILED', 'CANCELLED'), (
+        f'job {job} {state} instead of requeued:\n'
+        f'{log.read_text()[-3000:] if log.is_file() else ""}')
+    return False
+
+
+@on_cluster
+def test_slurm_train_saves_on_signal_requeues_and_resumes(slurm, tmp_path):
+    """A user's batch job (``--requeue``) runs ``ON_SIGNAL=requeue
+    tools/slurm_train.sh`` with 2 tasks. ``scancel --signal=USR1`` (what
+    ``#SBATCH --signal=USR1@S`` sends before the time limit) reaches both
+    ranks in iteration 2 of 4, the first of epoch 2: they stop after it,
+    save ``iter_3.pth``, and the job is requeued. It starts again, resumes
+    in the middle of epoch 2 and completes, its ranks bitwise equal to each
+    other and to an uninterrupted 2-task run."""
+    cfg = shrunk(WRS_CFG, tmp_path / 'wrs.py')
+    signalled = shrunk(
+        WRS_CFG,
+        tmp_path / 'signalled.py',
+        hooks=[dict(type='SignalAtIterHook', at=2, mode='outside')])
+    env = tool_env(slurm, GPUS='2', GPUS_PER_NODE='0', CPUS_PER_TASK='1')
+    ref = tmp_path / 'uninterrupted'
+    run([
+        'bash', 'tools/slurm_train.sh', slurm.partition, 'ref', cfg,
+        str(ref)
+    ], env)
+    wd, log = tmp_path / 'signalled', tmp_path / 'job.log'
+    script = tmp_path / 'job.sh'
+    script.write_text('\n'.join([
+        '#!/usr/bin/env bash', '#SBATCH --requeue', '#SBATCH --ntasks=2',
+        '#SBATCH --cpus-per-task=1', f'#SBATCH --output={log}',
+        '#SBATCH --open-mode=append', f'cd {ROOT}',
+        f'ON_SIGNAL=requeue bash tools/slurm_train.sh {slurm.partition} '
+        f'sig {signalled} {wd} --resume'
+    ]) + '\n')
+    job = run(['sbatch', '--parsable', str(script)], env).strip()
+    wait_until(lambda: all((wd / f'at_iter_rank{r}').is_file()
+                           for r in (0, 1)) or _ended(slurm, job, log))
+    slurm.run('scancel', '--signal=USR1', job, check=True)
+    start_requeued_now(slurm, job, log)
+    wait_until(lambda: job not in slurm.run('squeue', '-h', '-o', '%i').stdout.
+               split())
+    text = log.read_text()
+    assert slurm.job(job)['JobState'] == 'COMPLETED', text[-3000:]
+    assert slurm.job(job)['Restarts'] == '1'
+    assert (f'CheckpointOnSignalHook: SIGUSR1 (on some rank): saved '
+            f'{wd}/iter_3.pth at epoch 2, iteration 3; job {job} requeued; '
+            'exiting with status 75') in text, text[-3000:]
+    assert 'resumed from a signal checkpoint at iteration 3' in text
+    a, _ = toy.load_identical_ranks(ref)
+    b, _ = toy.load_identical_ranks(wd)
+    toy.assert_same_weights(a['params'], b['params'])
 
 
 @on_cluster

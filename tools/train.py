@@ -2,12 +2,20 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
         [--resume [CKPT]] [--cfg-options k=v ...] [--launcher pytorch]
+        [--on-signal exit|requeue]
+
+``--on-signal`` adds ``CheckpointOnSignalHook``: on ``SIGUSR1`` / ``SIGTERM``
+the run saves ``iter_<n>.pth`` at the iteration's end and exits with status
+75, after requeueing its Slurm job with ``requeue``.
 """
 import argparse
+import sys
 
-from wrs_mm.apis import (add_launch_args, allow_full_checkpoint_load,
-                         build_runner, close_distributed, load_config,
-                         parse_launch_args, restore_checkpoint_seed)
+from wrs_mm.apis import (add_launch_args, add_signal_hook,
+                         allow_full_checkpoint_load, build_runner,
+                         close_distributed, load_config, parse_launch_args,
+                         prepare_resume)
+from wrs_mm.engine import TrainingPreempted
 
 
 def parse_args():
@@ -30,6 +38,12 @@ def parse_args():
         const='auto',
         help='resume from this checkpoint, or with no path from the latest '
         'checkpoint in the work directory')
+    parser.add_argument(
+        '--on-signal',
+        choices=['exit', 'requeue'],
+        help='on SIGUSR1 / SIGTERM save iter_<n>.pth at the end of the '
+        'iteration, then exit with status 75 (exit) or requeue the Slurm '
+        'job first (requeue)')
     add_launch_args(parser)
     return parse_launch_args(parser)
 
@@ -57,10 +71,16 @@ def main():
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    restore_checkpoint_seed(cfg)  # bitwise resume without a configured seed
-    build_runner(cfg).train()
+    add_signal_hook(cfg, args.on_signal)
+    prepare_resume(cfg)  # bitwise resume: seed, signal checkpoints
+    try:
+        build_runner(cfg).train()
+    except TrainingPreempted as stop:
+        return stop.code
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    status = main()
     close_distributed()  # the runner is gone: its process group is freed
+    sys.exit(status)

@@ -15,6 +15,9 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import CheckpointLoader, Runner, find_latest_checkpoint
 
+from ..engine.checkpoint_on_signal_hook import STATE_KEY as SIGNAL_STATE_KEY
+from ..engine.checkpoint_on_signal_hook import CheckpointOnSignalHook
+
 
 def add_launch_args(parser: argparse.ArgumentParser) -> None:
     """``--cfg-options``, ``--launcher``, ``--local-rank`` as mmdet's tools."""
@@ -40,10 +43,23 @@ def parse_launch_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
 
 def build_runner(cfg: Config) -> Runner:
     """The runner of ``cfg`` (``runner_type`` honoured); on a machine without
-    CUDA, a distributed launch runs on CPU (:func:`setup_cpu_distributed`)."""
+    CUDA, a distributed launch runs on CPU (:func:`setup_cpu_distributed`).
+    Under ``--launcher slurm`` the rendezvous port is the job's own
+    (:func:`slurm_master_port`) unless ``MASTER_PORT`` is set."""
+    if cfg.get('launcher') == 'slurm' and 'SLURM_JOB_ID' in os.environ:
+        os.environ.setdefault('MASTER_PORT', slurm_master_port(os.environ))
     setup_cpu_distributed(cfg)
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
+
+
+def slurm_master_port(environ) -> str:
+    """The rendezvous port of a Slurm job's tasks: ``10000 + job id % 10000``.
+    Jobs sharing a node get different ports (mmengine's fixed 29500 lets the
+    second one fail with ``EADDRINUSE``), and the range lies below the
+    kernel's ephemeral ports (from 32768), which outgoing connections take
+    at random."""
+    return str(10000 + int(environ['SLURM_JOB_ID']) % 10000)
 
 
 def close_distributed() -> None:
@@ -99,32 +115,55 @@ def load_config(path: str,
     return cfg
 
 
-def restore_checkpoint_seed(cfg: Config) -> Optional[int]:
-    """Make ``resume`` bitwise exact when the config sets no seed.
+def add_signal_hook(cfg: Config, on_signal: Optional[str]) -> None:
+    """``--on-signal exit|requeue``: a ``CheckpointOnSignalHook`` with that
+    choice in ``custom_hooks``, unless the config has one."""
+    if on_signal and not _signal_hook(cfg):
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='CheckpointOnSignalHook', on_signal=on_signal)
+        ]
 
-    mmengine puts the checkpoint's seed back only after the model and the
-    train dataloader exist, so a run resumed without ``randomness.seed``
-    samples and augments with a fresh seed. With ``cfg.resume`` and no seed,
-    this reads the seed of the checkpoint to resume from (``load_from``, or
-    the latest in the work dir) into ``cfg.randomness.seed`` before the
-    runner is built. Returns the seed restored, or None (a seed in the
-    config, no checkpoint, or a checkpoint without one)."""
+
+def _signal_hook(cfg: Config) -> bool:
+    return any(
+        h.get('type') in ('CheckpointOnSignalHook', CheckpointOnSignalHook)
+        for h in cfg.get('custom_hooks') or [])
+
+
+def prepare_resume(cfg: Config) -> None:
+    """Make ``resume`` continue exactly where the checkpoint left off.
+
+    * mmengine puts the checkpoint's seed back only after the model and the
+      train dataloader exist, so a run resumed without ``randomness.seed``
+      would sample and augment with a fresh seed: the checkpoint's seed goes
+      into ``cfg.randomness.seed`` before the runner is built.
+    * A checkpoint saved on a signal (``CheckpointOnSignalHook``) in the
+      middle of an epoch needs that hook to skip the epoch's trained batches:
+      it is added (``on_signal='exit'``) when the config has none.
+
+    Reads the checkpoint to resume from (``load_from``, or the latest in the
+    work dir) only when the config sets no seed or has no such hook."""
     randomness = dict(cfg.get('randomness') or {})
-    if not cfg.get('resume') or randomness.get('seed') is not None:
-        return None
+    need_seed = randomness.get('seed') is None
+    if not cfg.get('resume') or not (need_seed or not _signal_hook(cfg)):
+        return
     path = cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
     if not path:
-        return None
-    meta = CheckpointLoader.load_checkpoint(
-        path, map_location='cpu').get('meta', {})
-    seed = meta.get('seed')
-    if seed is not None:
+        return
+    checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    seed = checkpoint.get('meta', {}).get('seed')
+    if need_seed and seed is not None:
         cfg.randomness = dict(randomness, seed=seed)
         print_log(
             f'resume: seed {seed} of {path} restored (the config sets '
             'none)',
             logger='current')
-    return seed
+    if SIGNAL_STATE_KEY in checkpoint and not _signal_hook(cfg):
+        add_signal_hook(cfg, 'exit')
+        print_log(
+            f'resume: {path} was saved on a signal; CheckpointOnSignalHook '
+            "(on_signal='exit') added to continue its epoch",
+            logger='current')
 
 
 def setup_cpu_distributed(cfg: Config) -> None:
@@ -159,11 +198,11 @@ def slurm_dist_env(environ) -> dict:
     sets them for ``--launcher slurm``: ``RANK`` = ``SLURM_PROCID``,
     ``WORLD_SIZE`` = ``SLURM_NTASKS``, ``LOCAL_RANK`` = ``SLURM_LOCALID``,
     ``MASTER_ADDR`` the first host of ``SLURM_NODELIST`` (``scontrol show
-    hostnames``) and ``MASTER_PORT`` 29500; a ``MASTER_ADDR`` or
-    ``MASTER_PORT`` already set is kept."""
+    hostnames``) and ``MASTER_PORT`` the job's (:func:`slurm_master_port`);
+    a ``MASTER_ADDR`` or ``MASTER_PORT`` already set is kept."""
     missing = [
-        k for k in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_LOCALID',
-                    'SLURM_NODELIST') if k not in environ
+        k for k in ('SLURM_JOB_ID', 'SLURM_PROCID', 'SLURM_NTASKS',
+                    'SLURM_LOCALID', 'SLURM_NODELIST') if k not in environ
     ]
     if missing:
         raise RuntimeError(f'--launcher slurm: {missing} not set; start the '
@@ -173,7 +212,7 @@ def slurm_dist_env(environ) -> dict:
         RANK=environ['SLURM_PROCID'],
         WORLD_SIZE=environ['SLURM_NTASKS'],
         LOCAL_RANK=environ['SLURM_LOCALID'],
-        MASTER_PORT=environ.get('MASTER_PORT', '29500'))
+        MASTER_PORT=environ.get('MASTER_PORT') or slurm_master_port(environ))
     if 'MASTER_ADDR' in environ:
         out['MASTER_ADDR'] = environ['MASTER_ADDR']
     else:

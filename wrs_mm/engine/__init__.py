@@ -6,6 +6,8 @@ registries (visible from the mmdet / mmseg default scopes).
   groups by settings, with a group per role for the weights WRS or the
   shifted regularizer take the decay off, and ``paramwise_cfg.shifted_reg``;
 * :class:`NormDynamicsHook`: weight-norm / effective-lr diagnostics;
+* :class:`CheckpointOnSignalHook`: on a scheduler's warning signal, a
+  resumable checkpoint at the iteration's end, then requeue or exit;
 * :class:`WRSPlugin` (``plugin.py``): where they meet (the analysis of the
   first forward, the optimizer-step callbacks and their order), and
   ``param_groups.py``: the optimizer's param groups, and what the features
@@ -13,6 +15,8 @@ registries (visible from the mmdet / mmseg default scopes).
 """
 from mmengine.config.utils import MODULE2PACKAGE
 
+from .checkpoint_on_signal_hook import (CheckpointOnSignalHook,
+                                        TrainingPreempted)
 from .norm_dynamics_hook import NormDynamicsHook, read_norm_dynamics
 from .optim_constructor import WRSOptimWrapperConstructor
 from .plugin import WRSPlugin
@@ -25,6 +29,7 @@ from .weight_rescale_hook import WeightRescaleHook
 MODULE2PACKAGE.setdefault('wrs_mm', 'wrs_mm')
 
 __all__ = [
-    'NormDynamicsHook', 'read_norm_dynamics', 'WRSOptimWrapperConstructor',
-    'WRSPlugin', 'WeightRescaleHook'
+    'CheckpointOnSignalHook', 'TrainingPreempted', 'NormDynamicsHook',
+    'read_norm_dynamics', 'WRSOptimWrapperConstructor', 'WRSPlugin',
+    'WeightRescaleHook'
 ]

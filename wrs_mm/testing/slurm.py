@@ -24,6 +24,8 @@ import tempfile
 import time
 from typing import Optional
 
+from ..core.preemption import slurm_job
+
 COMMANDS = ('munged', 'slurmctld', 'slurmd', 'srun', 'sbatch', 'squeue',
             'scancel', 'scontrol', 'sinfo')
 
@@ -168,6 +170,11 @@ class LocalSlurm:
             text=True,
             check=check,
             timeout=120)
+
+    def job(self, job: str) -> dict:
+        """The fields of ``scontrol show job`` for ``job`` on this cluster
+        (``JobState``, ``Restarts`` ...); ``{}`` once forgotten."""
+        return slurm_job(job, self.env)
 
     def stop(self, timeout: float = 60) -> None:
         """Cancel every job, wait for them to end, stop the daemons this
