@@ -16,6 +16,7 @@ from wrs_mm.core import (RowEntry, ShiftedLpEntry, ShiftedLpRegularizer,
                          WeightRescaler, analyze_invariance)
 from wrs_mm.core.compat import MIN_COMPILE, torch_version
 from wrs_mm.engine import WeightRescaleHook
+from wrs_mm.engine.plugin import PLUGINS
 from wrs_mm.testing import get_hook, repo_root
 from wrs_mm.testing import small_scale as C
 import toy
@@ -97,7 +98,7 @@ def test_compiled_training_matches_eager_with_every_feature(vgg_cfg):
     for name in ('0', '3', '7'):  # the last step was a rescale
         w = b[f'backbone.features.{name}.weight'].flatten(1)
         assert torch.allclose(w.norm(dim=1), torch.ones(w.shape[0]), atol=1e-5)
-    plugin = comp.optim_wrapper._wrs_mm_plugin
+    plugin = PLUGINS[comp.optim_wrapper]
     assert len(plugin.report.invariant()) == 13
     shifted = [
         p for g in comp.optim_wrapper.optimizer.param_groups
@@ -218,7 +219,7 @@ def test_compile_on_an_older_torch_is_refused_before_the_first_step(
         runner.train()
         after = runner.model.state_dict()
         assert any(not torch.equal(after[k], v) for k, v in before.items())
-        assert runner.optim_wrapper._wrs_mm_plugin.optimizer is \
+        assert PLUGINS[runner.optim_wrapper].optimizer is \
             runner.optim_wrapper.optimizer
         return
     with pytest.raises(RuntimeError) as e:

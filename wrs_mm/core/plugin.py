@@ -14,9 +14,16 @@ Detectron2's hooks): one :class:`TrainingPlugin` per optimizer, which owns
   analysis;
 * a wrapper of the optimizer's ``step`` (an instance attribute), which calls
   the features' callbacks before and after it in :data:`PRE_STEP_ORDER` /
-  :data:`POST_STEP_ORDER`;
-* the handles of the forward hooks it installed and that wrapper, removed
-  by :meth:`~TrainingPlugin.remove`.
+  :data:`POST_STEP_ORDER`. It wraps whatever ``step`` the optimizer had:
+  the class's method, or another instance-level wrapper, such as the one
+  torch's LR schedulers (and mmengine's param schedulers built on a torch
+  optimizer) install to count steps, whose marks
+  (:data:`LR_SCHEDULER_MARKS`) it carries;
+* the handles of the forward hooks it installed, and the ``step`` it
+  wrapped: :meth:`~TrainingPlugin.remove` removes the hooks and puts that
+  very ``step`` back (unless something wrapped the optimizer's ``step``
+  again after the plugin: then the plugin's wrapper stays in that chain,
+  calling no callback).
 
 Why a wrapper of the torch optimizer's ``step``: it runs exactly on real
 optimizer steps, i.e. once per accumulated update, never for an AMP step
@@ -62,6 +69,12 @@ COMPILE_REFUSAL = ("wrs_mm under torch.compile (mmengine's compile=True)",
                    "torch 2.1's dynamo fails on mmengine's compiled "
                    'train_step, with or without wrs_mm; train without '
                    'compile')
+#: the marks torch's and mmengine's schedulers look for on
+#: ``optimizer.step`` to tell that their step-counting wrapper is still there
+#: (torch 2.1 and mmengine: ``_with_counter``; torch >= 2.2:
+#: ``_wrapped_by_lr_sched``); without them they warn that ``optimizer.step()``
+#: was overridden after the scheduler was built
+LR_SCHEDULER_MARKS = ('_with_counter', '_wrapped_by_lr_sched')
 
 
 class TrainingPlugin:
@@ -80,6 +93,8 @@ class TrainingPlugin:
         self._pre: Dict[str, Callable[[], None]] = {}
         self._post: Dict[str, Callable[[], None]] = {}
         self._forward_handles: List = []
+        #: ``(the step it replaced or None for the class's, the wrapper)``
+        self._step: Optional[tuple] = None
         self._recorder: Optional[InvarianceRecorder] = None
         self._analysing = False
 
@@ -189,13 +204,16 @@ class TrainingPlugin:
 
     def _wrap_step(self) -> None:
         """Call the callbacks around the optimizer's ``step``: an instance
-        attribute wrapping the class's method, not torch's
+        attribute wrapping the ``step`` it finds (the class's method or
+        another wrapper, kept for :meth:`remove`), not torch's
         ``register_step_pre_hook``: torch 2.1's dynamo strips those hooks from
         every ``torch.optim`` class, for the rest of the process, the first
         time anything is compiled (its ``TorchPatcher``), which would leave
-        every feature silently off."""
-        if self._wraps_step():
+        every feature silently off. The wrapper is a bound method, as torch's
+        and mmengine's schedulers expect of a ``step`` they wrap later."""
+        if self._step is not None:
             return
+        before = vars(self.optimizer).get('step')
         inner, ref = self.optimizer.step, weakref.ref(self)
 
         def step(optimizer, *args, **kwargs):
@@ -207,19 +225,26 @@ class TrainingPlugin:
                 plugin._run(plugin._post, POST_STEP_ORDER)
             return out
 
-        step.wrs_mm_plugin = ref
-        # torch's LR schedulers count steps through a wrapper they mark
-        # (torch 2.1: ``_with_counter``) and warn when the mark is gone;
-        # this wrapper calls theirs
-        for mark in ('_with_counter', '_wrapped_by_lr_sched'):
+        # a scheduler's counting wrapper inside this one still counts
+        for mark in LR_SCHEDULER_MARKS:
             if getattr(inner, mark, False):
                 setattr(step, mark, True)
-        self.optimizer.step = types.MethodType(step, self.optimizer)
+        wrapper = types.MethodType(step, self.optimizer)
+        self.optimizer.step = wrapper
+        self._step = (before, wrapper)
 
-    def _wraps_step(self) -> bool:
-        step = vars(self.optimizer).get('step')
-        return getattr(step, 'wrs_mm_plugin', None) is not None and \
-            step.wrs_mm_plugin() is self
+    def _unwrap_step(self) -> None:
+        """Put back the ``step`` :meth:`_wrap_step` found, if the wrapper is
+        still the optimizer's ``step``; otherwise leave it in the chain of
+        whatever wrapped it since (it then calls no callback)."""
+        before, wrapper = self._step
+        if vars(self.optimizer).get('step') is not wrapper:
+            return
+        self._step = None
+        if before is None:
+            del self.optimizer.step  # the class's method again
+        else:
+            self.optimizer.step = before
 
     @staticmethod
     @torch.compiler.disable
@@ -234,15 +259,16 @@ class TrainingPlugin:
 
     def remove(self, feature: Optional[str] = None) -> None:
         """Stop calling ``feature`` at optimizer steps (every feature when
-        None); the step wrapper and the forward hooks go when no feature is
-        left."""
+        None); when no feature is left, the forward hooks go and the
+        optimizer's ``step`` is the one the plugin found again
+        (:meth:`_unwrap_step`)."""
         for table in (self._pre, self._post, self._setups):
             if feature is None:
                 table.clear()
             else:
                 table.pop(feature, None)
-        if not (self._pre or self._post) and self._wraps_step():
-            del self.optimizer.step  # back to the class's method
+        if not (self._pre or self._post) and self._step is not None:
+            self._unwrap_step()
         if not self._setups:
             self._remove(self._forward_handles)
 

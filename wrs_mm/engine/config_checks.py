@@ -1,22 +1,45 @@
 """Checks of a user's config that mmengine does not make."""
-import inspect
 import os
-from typing import List
+from typing import List, Tuple
 
+import mmengine
 import torch
 from mmengine.config import Config
-from mmengine.runner import checkpoint as mm_checkpoint
 from mmengine.runner import find_latest_checkpoint
+from mmengine.utils import digit_version
 
 from ..core.compat import torch_version
 
 WEIGHTS_ONLY_VAR = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
+#: the first torch whose ``torch.load`` defaults to ``weights_only=True``
+TORCH_WEIGHTS_ONLY = (2, 6)
+#: the first mmengine release that can hold the fix (``load_from_local``
+#: passing ``weights_only=False``, mmengine commit 151a87ab): the fix is on
+#: mmengine's main branch after v0.10.7, the newest release, which does not
+#: have it
+MMENGINE_WEIGHTS_ONLY_FIX = digit_version('0.10.8')
+
+
+def mmengine_version() -> Tuple[int, ...]:
+    """mmengine's version as :func:`mmengine.utils.digit_version` gives it
+    (comparable with :data:`MMENGINE_WEIGHTS_ONLY_FIX`)."""
+    return digit_version(mmengine.__version__)
+
+
+def resume_load_fails() -> bool:
+    """Whether mmengine's ``torch.load`` of a checkpoint to resume uses
+    torch's ``weights_only=True`` default: torch >=
+    :data:`TORCH_WEIGHTS_ONLY` with an mmengine older than
+    :data:`MMENGINE_WEIGHTS_ONLY_FIX`."""
+    return (torch_version() >= TORCH_WEIGHTS_ONLY
+            and mmengine_version() < MMENGINE_WEIGHTS_ONLY_FIX)
 
 
 def check_resume_loadable(runner, owner: str) -> None:
     """Fail before resuming when the load is bound to fail, naming the fix.
 
-    mmengine 0.10.x calls ``torch.load`` without ``weights_only=False``;
+    mmengine up to 0.10.7 calls ``torch.load`` without
+    ``weights_only=False`` (:func:`resume_load_fails`);
     torch >= 2.6 defaults to ``weights_only=True`` and refuses mmengine's own
     checkpoints (the message hub's ``HistoryBuffer`` pickles bound methods
     through ``getattr``, which no safe-globals list can allow safely). Raises
@@ -29,8 +52,7 @@ def check_resume_loadable(runner, owner: str) -> None:
     if os.environ.get(WEIGHTS_ONLY_VAR,
                       '0').lower() in ('1', 'y', 'yes', 'true'):
         return
-    if torch_version() < (2, 6) or 'weights_only' in inspect.getsource(
-            mm_checkpoint.load_from_local):
+    if not resume_load_fails():
         return
     path = runner._load_from or find_latest_checkpoint(runner.work_dir)
     if path is None:

@@ -70,9 +70,12 @@ class NormDynamicsHook(NormDynamics, Hook):
             WRSPlugin.of(runner.optim_wrapper, runner.model), runner.iter)
 
     def after_train(self, runner) -> None:
+        """Detach from the plugin (which then puts back the optimizer's
+        ``step`` it found)."""
         self.detach()
 
     def iteration(self) -> int:
+        """The run's iteration, which a record is filed under."""
         return self._runner.iter
 
     def publish(self, iteration: int, layers: dict) -> None:

@@ -68,6 +68,10 @@ class WRSOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             shifted, OWNER)
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
+        """Build the optimizer wrapper of ``model`` (unwrapped from DDP):
+        the optimizer, its param groups by settings with the role groups,
+        and the shifted regularizer attached to the wrapper's
+        :class:`~wrs_mm.engine.plugin.WRSPlugin` when configured."""
         wrapped, model = model, unwrap(model)
         # a plain dict: a ConfigDict would turn the param groups into
         # ConfigDicts, which torch.compile cannot trace in optimizer.step

@@ -68,9 +68,11 @@ def _save_layout(optimizer: torch.optim.Optimizer, names: Dict[int, str],
     ``load_state_dict``."""
 
     def add_names(opt, state_dict):
+        """``state_dict_post_hook``: name the saved parameters."""
         state_dict[NAMES] = [n for n, _ in _in_order(opt, names)]
 
     def adopt(opt, state_dict):
+        """``load_state_dict_pre_hook``: take the saved layout."""
         adopt_saved_layout(opt, state_dict, names, build_order)
 
     optimizer.register_state_dict_post_hook(add_names)

@@ -8,11 +8,14 @@ each other; and the checks of what mmengine runs under (sharding, compile).
 ``WeightRescaleHook`` and ``NormDynamicsHook`` remove their own callbacks in
 ``after_train``; the shifted regularizer, which has no end-of-training point,
 keeps its callback as long as the optimizer lives, or until
-``WRSPlugin.of(optim_wrapper, model).remove()``. The config keeps the
-standard ``OptimWrapper`` / ``AmpOptimWrapper`` (mmdet's ``--amp`` replaces
-the wrapper type; mmseg refuses custom ones).
+``WRSPlugin.of(optim_wrapper, model).remove()``. The plugins are kept in
+:data:`PLUGINS`, a weak table by optimizer wrapper; nothing is set on the
+wrapper. The config keeps the standard ``OptimWrapper`` /
+``AmpOptimWrapper`` (mmdet's ``--amp`` replaces the wrapper type; mmseg
+refuses custom ones).
 """
 import logging
+import weakref
 
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -97,18 +100,28 @@ def refuse_sharding(what: str) -> None:
         f'Supported: {SUPPORTED}.')
 
 
+#: every :class:`WRSPlugin`, by its mmengine optimizer wrapper: the only
+#: place the plugin of a run is kept (nothing is set on the wrapper); an
+#: entry goes with its wrapper
+PLUGINS = weakref.WeakKeyDictionary()
+
+
 class WRSPlugin(TrainingPlugin):
     """The :class:`~wrs_mm.core.plugin.TrainingPlugin` of an mmengine
-    optimizer wrapper."""
-    _ATTR = '_wrs_mm_plugin'
+    optimizer wrapper, kept in :data:`PLUGINS`."""
 
     @classmethod
     def of(cls, optim_wrapper, model: nn.Module) -> 'WRSPlugin':
         """The plugin of ``optim_wrapper`` (an mmengine ``OptimWrapper``),
-        created on first use."""
-        plugin = getattr(optim_wrapper, cls._ATTR, None)
+        created on first use.
+
+        Args:
+            optim_wrapper (OptimWrapper): the run's optimizer wrapper.
+            model (nn.Module): the run's model (a DDP wrapper is unwrapped).
+        """
+        plugin = PLUGINS.get(optim_wrapper)
         if plugin is None:
             check_unsharded(model)
-            plugin = cls(unwrap(model), optim_wrapper.optimizer)
-            setattr(optim_wrapper, cls._ATTR, plugin)
+            plugin = PLUGINS[optim_wrapper] = cls(
+                unwrap(model), optim_wrapper.optimizer)
         return plugin

@@ -1,6 +1,53 @@
 """mmengine adapter for weight rescaling (WRS), Liu et al. 2021, Sec. 5: the
 core's :class:`~wrs_mm.core.weight_rescaling.WeightRescaling` at mmengine's
-hook points."""
+hook points.
+
+Where each part runs, and why there:
+
+* ``__init__`` (the config is built): the options are checked
+  (``WeightRescaling.OPTIONS``, :data:`WeightRescaleHook.WINDOW_OPTIONS`).
+* ``before_run``: checks only, before anything is built on the weights:
+  sharded models, ``compile=True`` on an old torch, a resume mmengine's
+  ``torch.load`` would refuse (:mod:`.config_checks`), patterns that match
+  no parameter, and a ``custom_hooks`` list that drops its base's.
+* ``after_load_checkpoint`` (resume only): the step count, the rescaled
+  weights and their target norms come back from ``checkpoint['wrs_mm']``
+  (``before_save_checkpoint`` writes them).
+* ``before_train``: the weights are initialised (and loaded) only after
+  ``before_run``, so the hook attaches here to the run's
+  :class:`~wrs_mm.engine.plugin.WRSPlugin` (one per optim wrapper, kept in
+  :data:`~wrs_mm.engine.plugin.PLUGINS`), with two callbacks:
+* the first training forward (the plugin's forward hooks, callback
+  ``WeightRescaling.setup``): which weights are invariant is read from that
+  forward's autograd graph, before the first step; the hook chooses the
+  weights, measures ``target_norm='init'``, moves the chosen weights into
+  the no-decay param groups, and logs the table (also written to
+  ``<work_dir>/wrs_invariance.json``).
+* every real optimizer step (the plugin's wrapper of the torch optimizer's
+  ``step``, callback ``WeightRescaling.after_optimizer_step``): the step is
+  counted and every ``interval``-th one, inside the window, rescales. A
+  wrapper of ``step`` and not a hook point: it runs once per accumulated
+  update, never for an AMP step skipped for inf / NaN gradients, after
+  ``GradScaler`` unscaled, and torch 2.1's dynamo strips torch's own
+  optimizer hooks (:mod:`wrs_mm.core.plugin`).
+* ``after_train_iter``: logging only; on the iterations ``LoggerHook``
+  writes a line, the last rescale's statistics go into the message hub
+  (the only host synchronisation).
+* ``after_train``: the callbacks are removed, the plugin removes its
+  forward hooks and puts back the optimizer's ``step`` it found; a
+  non-finite norm of the last rescale raises.
+
+What it changes, all of it torch's or mmengine's public state: the model's
+forward hooks (from ``before_train`` to the first training forward) and
+the chosen weights (in place, at each rescale); the torch optimizer's
+``step`` (an instance attribute, from ``before_train`` to ``after_train``,
+or for the optimizer's life when ``paramwise_cfg.shifted_reg`` installed
+it first), its param groups (the chosen weights move into the role groups
+once) and, with ``rescale_optimizer_state``, its state buffers (momentum,
+Adam's moments); the message hub's ``train/wrs_*`` scalars; the
+checkpoint's ``wrs_mm`` key. Nothing is set on the optim wrapper or the
+runner.
+"""
 import json
 import logging
 import os.path as osp
@@ -157,10 +204,13 @@ class WeightRescaleHook(WeightRescaling, Hook):
         self.attach(WRSPlugin.of(runner.optim_wrapper, runner.model))
 
     def after_train(self, runner) -> None:
-        """Detach; a non-finite norm of the last rescale raises here."""
+        """Detach from the plugin (which then puts back the optimizer's
+        ``step`` it found); a non-finite norm of the last rescale raises
+        here."""
         self.detach()
 
     def log(self, message: str, level: int = logging.INFO) -> None:
+        """Write ``message`` to the run's current logger."""
         log_current(message, level)
 
     def save_records(self, records) -> None:
@@ -172,9 +222,12 @@ class WeightRescaleHook(WeightRescaling, Hook):
                 json.dump(records, f, indent=1)
 
     def in_window(self) -> bool:
+        """Whether the run's iteration (or epoch, with ``by_epoch``) is in
+        ``[begin, end)``."""
         t = self._runner.epoch if self.by_epoch else self._runner.iter
         return t >= self.begin and (self.end is None or t < self.end)
 
+    #: the message hub's keys of :meth:`take_stats`' values, in its order
     STATS_KEYS = ('train/wrs_norm_mean', 'train/wrs_norm_min',
                   'train/wrs_norm_max', 'train/wrs_zero_rows',
                   'train/wrs_invariance_error')
@@ -184,9 +237,11 @@ class WeightRescaleHook(WeightRescaling, Hook):
                          batch_idx: int,
                          data_batch=None,
                          outputs=None) -> None:
-        """On log iterations, read the last rescale's statistics (the only
-        host synchronisation) into the message hub, or drop stale ones."""
-        if not self._logged_now(runner, batch_idx):
+        """On the iterations ``LoggerHook`` writes a line after
+        (:func:`logger_writes_line`), put the last rescale's statistics in
+        the message hub, read now (the only host synchronisation), or drop
+        those of an earlier line when there was no rescale since."""
+        if not logger_writes_line(runner, batch_idx):
             return
         scalars = runner.message_hub.log_scalars
         for key in self.STATS_KEYS:
@@ -195,20 +250,6 @@ class WeightRescaleHook(WeightRescaling, Hook):
         for key, value in zip(self.STATS_KEYS, (stats or {}).values()):
             scalars[key] = HistoryBuffer()  # this rescale's value, no window
             scalars[key].update(value)
-
-    @staticmethod
-    def _logged_now(runner, batch_idx: int) -> bool:
-        """Whether mmengine's ``LoggerHook`` writes a line after this
-        iteration (its own test)."""
-        for hook in runner.hooks:
-            if isinstance(hook, LoggerHook):
-                if hook.every_n_inner_iters(batch_idx, hook.interval):
-                    return True
-                return bool(
-                    hook.end_of_epoch(runner.train_dataloader, batch_idx)
-                    and (not hook.ignore_last
-                         or len(runner.train_dataloader) <= hook.interval))
-        return False
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Save :meth:`state_dict` under ``checkpoint['wrs_mm']``."""
@@ -228,3 +269,24 @@ class WeightRescaleHook(WeightRescaling, Hook):
             self.steps = checkpoint.get('meta', {}).get('iter', 0)
             return
         self.load_state_dict(state)
+
+
+def logger_writes_line(runner, batch_idx: int) -> bool:
+    """Whether the run's ``LoggerHook`` writes a training log line after
+    iteration ``batch_idx`` of the epoch; False for a run without one.
+
+    By ``LoggerHook``'s documented settings, through the
+    :class:`~mmengine.hooks.Hook` helpers it uses itself: every
+    ``interval`` iterations of the epoch (``every_n_inner_iters``), and at
+    the epoch's last iteration (``end_of_epoch``) unless ``ignore_last`` is
+    set and the epoch is longer than ``interval``.
+    """
+    for hook in runner.hooks:
+        if isinstance(hook, LoggerHook):
+            if hook.every_n_inner_iters(batch_idx, hook.interval):
+                return True
+            return bool(
+                hook.end_of_epoch(runner.train_dataloader, batch_idx)
+                and (not hook.ignore_last
+                     or len(runner.train_dataloader) <= hook.interval))
+    return False
