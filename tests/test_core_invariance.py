@@ -1,5 +1,6 @@
 """Invariance analysis on small hand-made models, and the theory of Liu et al.
 2021 Sec. 3."""
+import dataclasses
 import random
 
 import numpy as np
@@ -8,7 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from wrs_mm.core import analyze_invariance, verify_invariance
+from wrs_mm.core import (InvarianceReport, Reason, analyze_invariance,
+                         invariance, verify_invariance)
 from wrs_mm.core.rng import get_rng_states, set_rng_states
 from conftest import NEEDS_MMCV
 
@@ -490,3 +492,104 @@ def test_weight_op_inside_a_module_that_normalises():
     assert result.ok, result.failures
     assert result.outcomes['c_sync.weight'] == 'invariant'
     assert result.outcomes['c_plain.weight'] == 'not invariant'
+
+
+class StdConv2d(_StandardisingConv):
+    """Named like timm's: recognised by its class, not by the probe."""
+
+
+class EveryCause(nn.Module):
+    """One weight per :class:`Reason` code: each attribute is named after
+    the cause of its verdict."""
+
+    def __init__(self):
+        super().__init__()
+        self.normalised = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.ws_class = StdConv2d(8, 8, 3, padding=1)
+        self.ws_probe = _StandardisingConv(8, 8, 3, padding=1)
+        self.frozen = nn.Conv2d(8, 8, 1, bias=False).requires_grad_(False)
+        self.unused = nn.Conv2d(8, 8, 1)
+        self.transposed = nn.ConvTranspose2d(8, 8, 1)
+        self.eval_norm = nn.Conv2d(8, 8, 1)
+        self.bn_eval = nn.BatchNorm2d(8)
+        self.frozen_norm = nn.Conv2d(8, 8, 1)
+        self.frozen_bn = FrozenBatchNorm2d(8)
+        self.bias_norm = nn.Conv2d(8, 8, 1)
+        self.gn = nn.GroupNorm(2, 8)
+        self.gate = nn.Parameter(torch.ones(1, 8))  # no layer's weight
+        self.head = nn.Linear(8, 5)
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.bn_eval.eval()
+        return self
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.normalised(x)))
+        x = self.frozen(self.ws_probe(self.ws_class(x)))
+        self.unused(x)
+        x = self.transposed(x)
+        x = (
+            self.bn_eval(self.eval_norm(x)) +
+            self.frozen_bn(self.frozen_norm(x)) + self.gn(self.bias_norm(x)))
+        return self.head(x.mean((2, 3)) * self.gate)
+
+
+#: the verdict on each weight of :class:`EveryCause`
+EVERY_CAUSE = {
+    'normalised.weight': (Reason.NORMALISED, 'channel'),
+    'ws_class.weight': (Reason.STANDARDISED_CLASS, 'ws'),
+    'ws_probe.weight': (Reason.STANDARDISED_PROBE, 'ws'),
+    'frozen.weight': (Reason.FROZEN, 'none'),
+    'unused.weight': (Reason.UNUSED, 'none'),
+    'transposed.weight': (Reason.TRANSPOSED, 'none'),
+    'eval_norm.weight': (Reason.EVAL_NORM, 'none'),
+    'frozen_norm.weight': (Reason.FROZEN_NORM, 'none'),
+    'bias_norm.weight': (Reason.BIAS_BEFORE_NORM, 'none'),
+    'gate': (Reason.NOT_A_LAYER, 'none'),
+    'head.weight': (Reason.NOT_ONLY_NORMALISED, 'none'),
+}
+
+
+def _every_cause_report() -> InvarianceReport:
+    torch.manual_seed(0)
+    m = EveryCause().train()
+    x, t = torch.randn(4, 3, 8, 8), torch.randint(0, 5, (4, ))
+    return analyze_invariance(m, _loss(m, x, t))
+
+
+def test_each_reason_code_and_its_class():
+    report = _every_cause_report()
+    got = {n: (v.code, v.kind) for n, v in report.items() if len(v.shape) >= 2}
+    assert got == EVERY_CAUSE, report.table()
+    assert all(v.code is Reason.ONE_DIM for v in report.values()
+               if len(v.shape) < 2)
+    assert {v.code for v in report.values()} == set(Reason)
+    assert report['gate'].to_json()['code'] == 'not_a_layer'
+
+
+def test_decisions_read_codes_not_messages(monkeypatch):
+    """Rewording a message changes neither the candidates nor which weights
+    influence the loss."""
+    monkeypatch.setattr(invariance, '_UNUSED', 'reworded: output unused')
+    monkeypatch.setattr(invariance, '_NOT_A_LAYER', 'reworded: no layer')
+    report = _every_cause_report()
+    assert report['unused.weight'].reason == 'reworded: output unused'
+    assert {n
+            for n, v in report.items()
+            if not v.in_graph} == {'unused.weight', 'gate'}
+    candidates = [v.name for v in report.candidates()]
+    assert set(candidates) == set(EVERY_CAUSE) - {'frozen.weight'}
+    # messages that read as the other verdicts do not move them either
+    reworded = InvarianceReport({
+        n:
+        dataclasses.replace(
+            v,
+            reason='trainable' if v.code is Reason.FROZEN else 'frozen: ' +
+            v.reason)
+        for n, v in report.items()
+    })
+    assert [v.name for v in reworded.candidates()] == candidates
+    assert [n for n, v in reworded.items() if not v.in_graph
+            ] == [n for n, v in report.items() if not v.in_graph]

@@ -83,8 +83,8 @@ def plugin_messages(path: str) -> list:
     """``(line, text)`` of what a module can tell a user it refuses: the
     message of every ``raise``, of every warning (``warnings.warn``,
     ``print_log(level >= 30)``), and the reasons of the start-up table (a
-    weight left alone: ``refused.append`` in the hook, ``('none', 0,
-    reason)`` verdicts of the analysis)."""
+    weight left alone: ``refused.append`` in the hook, ``Verdict.refused(code,
+    reason)`` of the analysis)."""
     with open(path) as f:
         tree = ast.parse(f.read())
     constants = {}
@@ -109,9 +109,8 @@ def plugin_messages(path: str) -> list:
             elif name == 'append' and getattr(f.value, 'id', '') == \
                     'refused' and isinstance(n.args[0], ast.Tuple):
                 msg = n.args[0].elts[1]
-        elif isinstance(n, ast.Tuple) and len(n.elts) >= 3 and getattr(
-                n.elts[0], 'value', None) == 'none':
-            msg = n.elts[2]
+            elif name == 'refused' and len(n.args) > 1:
+                msg = n.args[1]
         if msg is not None:
             yield n.lineno, _message_text(msg, constants)
 

@@ -31,12 +31,14 @@ real training forward, not module names:
 
 Frozen normalisation (``eval()`` / mmdet ``norm_eval=True``) uses running
 statistics and is *not* invariant. :func:`verify_invariance` checks the result
-numerically on the loss itself.
+numerically on the loss itself. Each parameter's answer is a
+:class:`~wrs_mm.core.verdicts.Verdict` with a
+:class:`~wrs_mm.core.verdicts.Reason` code (:mod:`wrs_mm.core.verdicts`).
 """
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +47,9 @@ from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.overrides import TorchFunctionMode
+
+from .verdicts import (InvarianceReport, ParamInvariance, Reason, Verdict,
+                       granularity_of)
 
 #: the normalisations whose batch statistics make a weight invariant
 NORMS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
@@ -61,110 +66,6 @@ _PASS_THROUGH = ('ToCopyBackward0', )
 _UNUSED = 'output does not reach the loss (unused, or no autograd history)'
 _NOT_A_LAYER = ('not the weight of a Conv/Linear layer called in the '
                 'training forward')
-_NOT_USED = (_UNUSED, _NOT_A_LAYER)
-
-
-def granularity_of(rows: int, channels: int) -> str:
-    """``tensor`` (1 row), ``channel`` (one per output channel) or
-    ``group``."""
-    if rows == 1:
-        return 'tensor'
-    return 'channel' if rows == channels else 'group'
-
-
-@dataclass
-class ParamInvariance:
-    """The verdict on one parameter.
-
-    ``kind`` is one of ``channel`` (per output channel), ``group`` (per group
-    of channels, GroupNorm), ``tensor`` (whole tensor, LayerNorm), ``ws`` (per
-    channel scale *and* shift, weight standardisation) or ``none``. ``rows`` is
-    the number of independent weight vectors (0 when not invariant).
-
-    Normalisations divide by ``sqrt(var + eps)`` (weight standardisation by
-    ``std + eps``), so an invariant weight is invariant only up to eps. At
-    the analysed forward's activations, over the weight's channels:
-
-    * ``eps_error``: ``max_j eps / (var_j + eps)`` (``eps / (std_j + eps)``
-      for weight standardisation), how much eps weighs against the batch
-      variance; a rescale by ``c`` moves the output by about
-      ``|c^2 - 1| / 2`` times it;
-    * ``rescale_change``: the relative output change a rescale of every row
-      to unit norm would cause now, ``max_j |sqrt((var_j + eps) / (var_j +
-      s_j^2 eps)) - 1|`` with ``s_j`` the row's norm
-      (``|(std_j + eps) / (std_j + s_j eps) - 1|`` for weight
-      standardisation).
-
-    Both are None where they cannot be computed (not invariant, or an eps the
-    layer does not expose). ``norms`` names the normalisation modules the
-    weight's output goes through.
-    """
-    name: str
-    shape: tuple
-    kind: str
-    rows: int
-    reason: str
-    in_graph: bool = True  # whether the weight influences the loss at all
-    eps_error: Optional[float] = None
-    rescale_change: Optional[float] = None
-    norms: tuple = ()
-
-    @property
-    def invariant(self) -> bool:
-        return self.kind != 'none'
-
-    @property
-    def granularity(self) -> Optional[str]:
-        return granularity_of(self.rows, self.shape[0]) if self.invariant \
-            else None
-
-    def to_json(self) -> dict:
-        return dict(
-            asdict(self),
-            shape=list(self.shape),
-            norms=list(self.norms),
-            granularity=self.granularity)
-
-
-def fmt_error(value: Optional[float]) -> str:
-    """An eps error or rescale change for a table: ``1.2e-03`` or ``-``."""
-    return '-' if value is None else f'{value:.1e}'
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns; the last column is not padded."""
-    rows = [tuple(header)] + [tuple(r) for r in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
-    return '\n'.join('  '.join(c.ljust(w)
-                               for c, w in zip(r, widths)) + '  ' + r[-1]
-                     for r in rows)
-
-
-class InvarianceReport(dict):
-    """``{param name: ParamInvariance}`` in ``model.named_parameters()``
-    order."""
-
-    def invariant(self) -> List[ParamInvariance]:
-        return [v for v in self.values() if v.invariant]
-
-    def candidates(self) -> List[ParamInvariance]:
-        """Trainable weights of 2 or more dims (what WRS could act on)."""
-        return [
-            v for v in self.values()
-            if len(v.shape) >= 2 and not v.reason.startswith('frozen')
-        ]
-
-    def to_json(self) -> List[dict]:
-        return [v.to_json() for v in self.values()]
-
-    def table(self, params: Optional[List[ParamInvariance]] = None) -> str:
-        return format_table(
-            ('parameter', 'shape', 'class', 'granularity', 'eps err',
-             'rescale chg', 'reason'),
-            [(v.name, 'x'.join(map(str, v.shape)), v.kind, v.granularity
-              or '-', fmt_error(v.eps_error), fmt_error(
-                  v.rescale_change), v.reason)
-             for v in (params if params is not None else self.values())])
 
 
 @dataclass
@@ -334,9 +235,10 @@ _PLAIN_FORWARDS = {
 
 @torch.no_grad()
 def _standardises_weight(module: nn.Module,
-                         x: Optional[torch.Tensor]) -> Optional[str]:
-    """Why ``module`` is invariant to a per-channel scale and shift of its
-    weight (weight standardisation), or None when it is not.
+                         x: Optional[torch.Tensor]) -> Optional[Verdict]:
+    """The ``ws`` verdict on ``module``'s weight when the layer standardises
+    it (invariant to a per-channel scale and shift), or None when it does
+    not.
 
     Structural first: a known WS class (:data:`WS_CLASSES`, by name, so that
     neither mmcv nor timm is imported) is; a layer running torch's own
@@ -354,8 +256,11 @@ def _standardises_weight(module: nn.Module,
     names = [c.__name__ for c in type(module).__mro__]
     known = next((n for n in names if n in WS_CLASSES), None)
     if known is not None:
-        return (f'{type(module).__name__} ({known}) standardises its weight: '
-                'invariant to per-channel scale and shift')
+        return Verdict(
+            'ws', w.shape[0], Reason.STANDARDISED_CLASS,
+            f'{type(module).__name__} ({known}) standardises its weight: '
+            'invariant to per-channel scale and shift',
+            **_ws_eps_errors(module))
     base = next((c for c in type(module).__mro__ if c in _PLAIN_FORWARDS),
                 None)
     if base is not None and (type(module).forward,
@@ -363,9 +268,11 @@ def _standardises_weight(module: nn.Module,
                                      None)) == _PLAIN_FORWARDS[base]:
         return None  # a plain layer: its weight is used as it is
     if x is not None and _probe_standardises(module, x):
-        return (f'{type(module).__name__} standardises its weight (probe on '
-                'the weight\'s contribution): invariant to per-channel scale '
-                'and shift')
+        return Verdict(
+            'ws', w.shape[0], Reason.STANDARDISED_PROBE,
+            f'{type(module).__name__} standardises its weight (probe on '
+            'the weight\'s contribution): invariant to per-channel scale '
+            'and shift', **_ws_eps_errors(module))
     return None
 
 
@@ -418,7 +325,7 @@ def classify(model: nn.Module, loss_roots,
         for p in m.parameters(recurse=False)
     }
     params = {id(p): p for p in model.parameters()}
-    verdicts: Dict[int, tuple] = {}
+    verdicts: Dict[int, Verdict] = {}
     for pid, calls in rec.op_calls.items():
         if params[pid].requires_grad:
             verdicts[pid] = _classify_op(params[pid], owners.get(pid), calls,
@@ -433,53 +340,53 @@ def classify(model: nn.Module, loss_roots,
     for name, p in model.named_parameters():
         shape = tuple(p.shape)
         if not p.requires_grad:
-            v = ('none', 0, 'frozen (requires_grad=False)')
+            v = Verdict.refused(Reason.FROZEN, 'frozen (requires_grad=False)')
         elif p.dim() < 2:
-            v = ('none', 0, '1-D parameter (bias, norm affine or scale)')
+            v = Verdict.refused(Reason.ONE_DIM,
+                                '1-D parameter (bias, norm affine or scale)')
+        elif id(p) in verdicts:
+            v = verdicts[id(p)]
         else:
-            v = verdicts.get(id(p), ('none', 0, _NOT_A_LAYER))
-        report[name] = ParamInvariance(
-            name,
-            shape,
-            *v[:3],
-            in_graph=v[2] not in _NOT_USED,
-            **(v[3] if len(v) > 3 else {}))
+            v = Verdict.refused(Reason.NOT_A_LAYER, _NOT_A_LAYER)
+        report[name] = ParamInvariance.of(name, shape, v)
     return report
 
 
-def _classify_op(w, module, calls, consumers, rec) -> tuple:
+def _classify_op(w, module, calls, consumers, rec) -> Verdict:
     """A weight passed as it is to conv / linear ops (``calls``: the
     recorded ``(output node, transposed, has bias)``)."""
     used = [c for c in calls if c[0] in consumers]
     if not used:
-        return ('none', 0, _UNUSED)
+        return Verdict.refused(Reason.UNUSED, _UNUSED)
     if any(transposed for _, transposed, _ in used):
         what = type(module).__name__ if module is not None else 'a ' \
             'transposed conv'
-        return ('none', 0, f'{what}: output channels are not dim 0 of the '
-                'weight')
+        return Verdict.refused(
+            Reason.TRANSPOSED,
+            f'{what}: output channels are not dim 0 of the weight')
     return _classify_outputs(w, [node for node, _, _ in used],
                              any(bias for _, _, bias in used), consumers, rec)
 
 
-def _classify_layer(module, calls, consumers, rec) -> tuple:
+def _classify_layer(module, calls, consumers, rec) -> Verdict:
     """A Conv / Linear module whose weight reaches its op transformed (weight
     standardisation, a custom op): judged on the module's output."""
     used = [(node, x) for node, x in calls if node in consumers]
     if not used:
-        return ('none', 0, _UNUSED)
+        return Verdict.refused(Reason.UNUSED, _UNUSED)
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
-        return ('none', 0, f'{type(module).__name__}: output channels are not '
-                'dim 0 of the weight')
+        return Verdict.refused(
+            Reason.TRANSPOSED, f'{type(module).__name__}: output channels '
+            'are not dim 0 of the weight')
     ws = _standardises_weight(module, used[0][1])
     if ws is not None:
-        return ('ws', module.weight.shape[0], ws, _ws_eps_errors(module))
+        return ws
     return _classify_outputs(module.weight, [node for node, _ in used],
                              getattr(module, 'bias', None) is not None,
                              consumers, rec)
 
 
-def _classify_outputs(w, nodes, has_bias: bool, consumers, rec) -> tuple:
+def _classify_outputs(w, nodes, has_bias: bool, consumers, rec) -> Verdict:
     """The verdict on ``w`` from the uses (autograd ``nodes``) of the
     output it produces."""
     channels = w.shape[0]
@@ -487,29 +394,36 @@ def _classify_outputs(w, nodes, has_bias: bool, consumers, rec) -> tuple:
     for node in nodes:
         for consumer, calls in _readers(node, consumers, rec):
             if calls is None:
-                return ('none', 0, f'output consumed by '
-                        f'{type(consumer).__name__}, not only by a '
-                        'normalisation')
+                return Verdict.refused(
+                    Reason.NOT_ONLY_NORMALISED, f'output consumed by '
+                    f'{type(consumer).__name__}, not only by a '
+                    'normalisation')
             for call in calls:
                 if not call.batch_stats:
-                    return ('none', 0, _frozen_reason(call))
+                    return _frozen_stats(call)
                 if call.needs_no_bias and has_bias:
-                    return ('none', 0, f"bias added before {call.cls} "
-                            f"'{call.module}' breaks the invariance")
+                    return Verdict.refused(
+                        Reason.BIAS_BEFORE_NORM, f"bias added before "
+                        f"{call.cls} '{call.module}' breaks the invariance")
                 rows = math.gcd(rows, call.rows(channels))
                 norms.append(f"{call.cls} '{call.module}'")
                 calls_seen.append(call)
-    return (granularity_of(rows, channels), rows,
-            'output normalised only by ' + ', '.join(sorted(set(norms))),
-            _norm_eps_errors(w, rows, calls_seen))
+    return Verdict(
+        granularity_of(rows, channels), rows, Reason.NORMALISED,
+        'output normalised only by ' + ', '.join(sorted(set(norms))),
+        **_norm_eps_errors(w, rows, calls_seen))
 
 
-def _frozen_reason(call: _NormCall) -> str:
+def _frozen_stats(call: _NormCall) -> Verdict:
+    """A weight followed by the normalisation ``call`` that does not use
+    batch statistics."""
     if call.cls in FROZEN_NORMS:
-        return (f"followed by {call.cls} '{call.module}', whose statistics "
-                "are frozen (e.g. Detectron2's FrozenBN)")
-    return (f"followed by {call.cls} '{call.module}' in eval mode (frozen "
-            'running statistics, e.g. norm_eval=True)')
+        return Verdict.refused(
+            Reason.FROZEN_NORM, f"followed by {call.cls} '{call.module}', "
+            "whose statistics are frozen (e.g. Detectron2's FrozenBN)")
+    return Verdict.refused(
+        Reason.EVAL_NORM, f"followed by {call.cls} '{call.module}' in eval "
+        'mode (frozen running statistics, e.g. norm_eval=True)')
 
 
 def _readers(node, consumers, rec) -> list:

@@ -4,7 +4,7 @@ constructor and the norm-dynamics hook."""
 import re
 from typing import List, Optional, Sequence, Union
 
-from .invariance import InvarianceReport, ParamInvariance
+from .verdicts import InvarianceReport, ParamInvariance
 
 Patterns = Optional[Union[str, Sequence[str]]]
 

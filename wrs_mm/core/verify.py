@@ -49,9 +49,9 @@ from typing import Callable, Dict, List
 import torch
 from torch import nn
 
-from .invariance import (NORMS, InvarianceReport, _restore_buffers,
-                         _snapshot_buffers)
+from .invariance import NORMS, _restore_buffers, _snapshot_buffers
 from .rng import get_rng_states, set_rng_states
+from .verdicts import InvarianceReport
 
 INVARIANT, NOT_INVARIANT, CANNOT_TELL = ('invariant', 'not invariant',
                                          'cannot tell')

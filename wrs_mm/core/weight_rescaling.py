@@ -20,14 +20,13 @@ from typing import List, Optional
 from . import rescale
 from .backend import BACKENDS
 from .eps_error import EpsTerm, RescaleChangeMeter
-from .invariance import (InvarianceReport, fmt_error, format_table,
-                         granularity_of)
 from .options import boolean, integer, one_of, positive, validate
 from .param_groups import CORE_FIX, ROLE_WRS, claim_groups, groups_summary
 from .plugin import WEIGHT_RESCALE, TrainingPlugin, log_std
 from .rescale import WeightRescaler, check_target_norm
 from .rows import RowEntry
 from .selection import compile_patterns, select
+from .verdicts import InvarianceReport, fmt_error, format_table, granularity_of
 
 GRANULARITIES = ('auto', 'channel', 'tensor')
 
