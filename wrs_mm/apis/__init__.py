@@ -8,11 +8,11 @@ from .launch import (add_launch_args, allow_full_checkpoint_load, build_runner,
                      close_distributed, load_config, parse_launch_args,
                      restore_checkpoint_seed, setup_cpu_distributed)
 from .norm_plot import plot_norm_dynamics
-from .paired_study import Arm, run_study, write_report
+from .paired_study import Arm, StudyOptions, run_study, write_report
 
 __all__ = [
     'build_from_config', 'add_launch_args', 'allow_full_checkpoint_load',
     'build_runner', 'close_distributed', 'load_config', 'parse_launch_args',
     'restore_checkpoint_seed', 'setup_cpu_distributed', 'plot_norm_dynamics',
-    'Arm', 'run_study', 'write_report'
+    'Arm', 'StudyOptions', 'run_study', 'write_report'
 ]
