@@ -124,9 +124,9 @@ def _normal(text: str) -> str:
 #: the data lookup
 MESSAGE_FILES = [
     'wrs_mm/core/*.py', 'wrs_mm/engine/*.py', 'wrs_mm/detectron2/*.py',
-    'wrs_mm/apis/*.py', 'wrs_mm/classification/*.py', 'wrs_mm/counting/*.py',
-    'wrs_mm/testing/paths.py', 'wrs_mm/testing/cifar_study.py', 'tools/*.py',
-    'tools/*/*.py'
+    'wrs_mm/apis/*.py', 'wrs_mm/apis/*/*.py', 'wrs_mm/classification/*.py',
+    'wrs_mm/counting/*.py', 'wrs_mm/testing/paths.py',
+    'wrs_mm/testing/cifar_study.py', 'tools/*.py', 'tools/*/*.py'
 ]
 
 

@@ -127,16 +127,15 @@ def test_arms_with_their_own_seeds_and_reused_runs(tmp_path):
     assert wd.config == str(tmp_path / 'study' / 'configs' / 'wd.py')
     wrs = ps.Arm('wrs', wd.config, seeds=[0])
     dry = ps.run_study([wd, wrs], [0, 1, 2],
-                       str(tmp_path),
-                       'test/top1',
-                       dry_run=True,
+                       ps.StudyOptions(
+                           str(tmp_path), 'test/top1', dry_run=True),
                        log=lambda _: None)
     assert [c.split('randomness.seed=')[1]
             for c in dry['commands']] == ['0', '1', '2', '0']
     got = ps.run_study([wd, wrs], [0, 1, 2],
-                       str(tmp_path),
-                       'test/top1',
-                       collect_only=True)['curves']
+                       ps.StudyOptions(
+                           str(tmp_path), 'test/top1',
+                           collect_only=True))['curves']
     assert {
         a: sorted(c)
         for a, c in got.items()
@@ -162,9 +161,7 @@ def test_arms_with_their_own_seeds_and_reused_runs(tmp_path):
     }
     with pytest.raises(ValueError, match='at least one seed to every arm'):
         ps.run_study([wd, ps.Arm('none', wd.config, seeds=[])], [0],
-                     str(tmp_path),
-                     'test/top1',
-                     dry_run=True)
+                     ps.StudyOptions(str(tmp_path), 'test/top1', dry_run=True))
 
 
 @pytest.mark.heavy
@@ -255,7 +252,7 @@ def test_launcher_dry_runs_print_the_commands(tmp_path):
 def test_slurm_job_script_asks_what_slurm_train_sh_asks():
     """On a GPU partition (8 GPUs a node, 16 tasks) and a CPU one
     (GPUS_PER_NODE=0): the sbatch resources, the resume and the done file."""
-    from wrs_mm.apis.slurm_jobs import job_script, slurm_resources
+    from wrs_mm.apis.paired_study.slurm_jobs import job_script, slurm_resources
     cmd = [
         'bash', 'tools/slurm_train.sh', 'gpu', 'wd_seed0', 'a.py', '/wd',
         '--cfg-options', 'randomness.seed=0'

@@ -58,6 +58,7 @@ PLUGIN_TESTS = [
     'tests/test_flexible_runner.py',
     'tests/test_config_checks.py',
     'tests/test_compile.py',
+    'tests/test_checkpoint_on_signal.py',
     # a checkpoint of the per-parameter layout written on torch 2.1 (the
     # layouts' trajectories are compared in the main environment)
     'tests/test_param_groups.py::'

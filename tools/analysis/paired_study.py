@@ -45,10 +45,9 @@ import argparse
 import os.path as osp
 import sys
 
-from wrs_mm.apis.paired_study import (LAUNCHERS, Arm, cancel_study,
-                                      markdown_table, run_study, states_table,
-                                      write_report)
-from wrs_mm.apis.slurm_jobs import QUEUED
+from wrs_mm.apis.paired_study import (LAUNCHERS, Arm, StudyOptions,
+                                      cancel_study, markdown_table, run_study,
+                                      states_table, write_report)
 
 
 def arms_from_args(args) -> list:
@@ -127,7 +126,7 @@ def report(study: dict, arms, baseline: str, args) -> int:
     """Print the runs' states and the comparison, write the report; the
     exit status."""
     print(states_table(study['states']))
-    waiting = [r for r in study['states'] if r['state'] in QUEUED.values()]
+    waiting = [r for r in study['states'] if r.state.queued]
     if waiting and baseline not in study['curves']:
         print(f'{len(waiting)} runs queued; collect later with the same '
               'command and --collect-only')
@@ -156,18 +155,18 @@ def main(argv=None) -> int:
         cancelled = cancel_study(args.work_dir)
         print(f'cancelled jobs: {cancelled}')
     study = run_study(
-        arms,
-        args.seeds,
-        args.work_dir,
-        args.metric,
-        launcher=args.launcher,
-        jobs=args.jobs,
-        gpus=args.gpus,
-        partition=args.partition,
-        tools_dir=osp.dirname(osp.dirname(osp.abspath(__file__))),
-        collect_only=args.collect_only or args.cancel,
-        dry_run=args.dry_run,
-        wait=args.wait)
+        arms, args.seeds,
+        StudyOptions(
+            args.work_dir,
+            args.metric,
+            launcher=args.launcher,
+            jobs=args.jobs,
+            gpus=args.gpus,
+            partition=args.partition,
+            tools_dir=osp.dirname(osp.dirname(osp.abspath(__file__))),
+            collect_only=args.collect_only or args.cancel,
+            dry_run=args.dry_run,
+            wait=args.wait))
     if args.dry_run:
         return 0
     return report(study, arms, baseline, args)

@@ -9,11 +9,11 @@ from .launch import (add_launch_args, add_signal_hook,
                      close_distributed, load_config, parse_launch_args,
                      prepare_resume, setup_cpu_distributed)
 from .norm_plot import plot_norm_dynamics
-from .paired_study import Arm, run_study, write_report
+from .paired_study import Arm, StudyOptions, run_study, write_report
 
 __all__ = [
     'build_from_config', 'add_launch_args', 'allow_full_checkpoint_load',
     'build_runner', 'close_distributed', 'load_config', 'parse_launch_args',
     'prepare_resume', 'add_signal_hook', 'setup_cpu_distributed',
-    'plot_norm_dynamics', 'Arm', 'run_study', 'write_report'
+    'plot_norm_dynamics', 'Arm', 'StudyOptions', 'run_study', 'write_report'
 ]

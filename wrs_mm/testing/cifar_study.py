@@ -52,13 +52,13 @@ def run(arms, seeds, args, metric: str) -> dict:
     """:func:`wrs_mm.apis.paired_study.run_study` of ``arms`` as the
     options of :func:`add_arguments` say."""
     return paired_study.run_study(
-        arms,
-        seeds,
-        args.work_dir,
-        metric,
-        jobs=args.jobs,
-        collect_only=args.collect_only,
-        env=dict(OMP_NUM_THREADS=str(args.threads)))
+        arms, seeds,
+        paired_study.StudyOptions(
+            args.work_dir,
+            metric,
+            jobs=args.jobs,
+            collect_only=args.collect_only,
+            env=dict(OMP_NUM_THREADS=str(args.threads))))
 
 
 def cifar_splits(root: str) -> dict:

@@ -1,5 +1,6 @@
 """Batch jobs for ``tools/slurm_train.sh``: the job script, its ``sbatch``
-submission, and the state of submitted jobs (``squeue``, ``scontrol``).
+submission, and the state of submitted jobs (``squeue``, ``scontrol``) as
+:class:`SlurmJob` records.
 
 A run is one job. Its script asks for the resources ``slurm_train.sh`` will
 ask for (:func:`slurm_resources`, read from the same variables: ``GPUS``,
@@ -14,23 +15,18 @@ import json
 import os
 import shlex
 import subprocess
+from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence
 
 #: the file mmengine writes in a work dir, naming its latest checkpoint
 CHECKPOINT_POINTER = 'last_checkpoint'
 
-#: squeue states of a job that has not ended, as the study reports them
-QUEUED = {
-    'PENDING': 'pending',
-    'CONFIGURING': 'pending',
-    'REQUEUED': 'pending',
-    'RESV_DEL_HOLD': 'pending',
-    'REQUEUE_HOLD': 'pending',
-    'RUNNING': 'running',
-    'COMPLETING': 'running',
-    'SUSPENDED': 'running',
-    'STOPPED': 'running',
-}
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """A submitted job as Slurm reports it: ``state``, Slurm's own name
+    (``PENDING``, ``RUNNING``, ``CANCELLED``, ``TIMEOUT`` ...)."""
+    state: str
 
 
 def slurm_resources(gpus: int, environ: Mapping[str, str]) -> dict:
@@ -108,8 +104,8 @@ def sbatch(script: str, env: Optional[dict] = None) -> str:
     return res.stdout.strip().split(';')[0]
 
 
-def queued_jobs(env: Optional[dict] = None) -> Dict[str, str]:
-    """``{job id: 'pending' | 'running'}`` of the jobs in the queue."""
+def queued_jobs(env: Optional[dict] = None) -> Dict[str, SlurmJob]:
+    """``{job id: SlurmJob}`` of the jobs in the queue (``squeue``)."""
     res = subprocess.run(['squeue', '-h', '-o', '%i %T'],
                          capture_output=True,
                          text=True,
@@ -119,23 +115,24 @@ def queued_jobs(env: Optional[dict] = None) -> Dict[str, str]:
     out = {}
     for line in res.stdout.splitlines():
         job, state = line.split()
-        out[job] = QUEUED.get(state, state.lower())
+        out[job] = SlurmJob(state)
     return out
 
 
-def ended_state(job: str, env: Optional[dict] = None) -> Optional[str]:
-    """How a job that left the queue ended (``CANCELLED``, ``TIMEOUT``,
-    ``FAILED`` ...), while the controller remembers it; else None."""
+def job_state(job: str, env: Optional[dict] = None) -> Optional[SlurmJob]:
+    """The job as the controller remembers it (``scontrol show job``: for a
+    job that left the queue, how it ended); None once it forgot it."""
     res = subprocess.run(['scontrol', '-o', 'show', 'job', job],
                          capture_output=True,
                          text=True,
                          env=env)
-    for field in res.stdout.split():
-        if field.startswith('JobState='):
-            return field.split('=', 1)[1]
-    return None
+    fields = dict(f.split('=', 1) for f in res.stdout.split() if '=' in f)
+    if 'JobState' not in fields:
+        return None
+    return SlurmJob(fields['JobState'])
 
 
 def cancel(jobs: List[str], env: Optional[dict] = None) -> None:
+    """``scancel`` ``jobs``, if any."""
     if jobs:
         subprocess.run(['scancel', *jobs], check=True, env=env)
