@@ -98,6 +98,29 @@ def test_stop_at_iteration_end_and_resume_bitwise(tmp_path, by_epoch, at):
     assert wrs[0].state_dict() == wrs[1].state_dict()
 
 
+@pytest.mark.parametrize('sig,requeued', [('SIGUSR1', True),
+                                          ('SIGTERM', False)])
+def test_requeue_after_the_warning_only(tmp_path, monkeypatch, sig, requeued):
+    """``on_signal='requeue'`` in a Slurm job requeues it after ``SIGUSR1``
+    (the warning); after ``SIGTERM`` (``scancel``, a preemption) it saves
+    and exits only."""
+    import wrs_mm.engine.checkpoint_on_signal_hook as hook_module
+    calls = []
+    monkeypatch.setenv('SLURM_JOB_ID', '4242')
+    monkeypatch.setattr(hook_module, 'requeue_slurm_job', calls.append)
+    runner = Runner.from_cfg(
+        dict(
+            _cfg(tmp_path, False),
+            custom_hooks=[
+                dict(type='CheckpointOnSignalHook', on_signal='requeue'),
+                dict(type='SignalAtIterHook', at=2, signal=sig)
+            ]))
+    with pytest.raises(TrainingPreempted):
+        runner.train()
+    assert calls == (['4242'] if requeued else [])
+    assert (tmp_path / 'iter_3.pth').is_file()
+
+
 def test_bad_arguments_are_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"on_signal='later'.*'requeue'"):
         CheckpointOnSignalHook(on_signal='later')

@@ -275,12 +275,45 @@ def test_slurm_job_script_asks_what_slurm_train_sh_asks():
     assert cpu['TASKS_PER_NODE'] == '2' and cpu['GPUS_PER_NODE'] == '0'
     text = job_script(cmd, 'x', 'cpu', cpu, '/l', '/d', '/wd')
     assert '--gres' not in text and '#SBATCH --ntasks-per-node=2' in text
+    assert '--requeue' not in text and 'trap' not in text
+    # with a signal time: requeued on the warning, which the batch shell
+    # passes to the tasks while it waits for them
+    text = job_script(cmd, 'x', 'cpu', cpu, '/l', '/d', '/wd', 90)
+    for line in ('#SBATCH --requeue', '#SBATCH --signal=B:USR1@90',
+                 'export ON_SIGNAL=requeue',
+                 'trap \'scancel --signal=USR1 "$SLURM_JOB_ID"\' USR1',
+                 '--cfg-options randomness.seed=0 &'):
+        assert line in text, line
+    assert '"${SLURM_RESTART_COUNT:-0}" > /d' in text
     # one GPU on an 8-GPU node: per-node counts capped at the run's
     assert slurm_resources(1, {})['TASKS_PER_NODE'] == '1'
     with pytest.raises(ValueError, match='GPUS_PER_NODE, TASKS_PER_NODE'):
         slurm_resources(2, dict(GPUS_PER_NODE='two'))
     with pytest.raises(ValueError, match='CPUS_PER_TASK >= 1'):
         slurm_resources(2, dict(CPUS_PER_TASK='0'))
+
+
+def test_run_states_name_requeues_and_restarts():
+    """A queued job waiting after a restart is ``requeued``; restarts are
+    counted in every state; a bad signal time is refused."""
+    from wrs_mm.apis.paired_study import RunState, RunStatus, StudyOptions
+    from wrs_mm.apis.paired_study.runs import queued_state
+    from wrs_mm.apis.paired_study.slurm_jobs import SlurmJob
+    assert queued_state(SlurmJob('PENDING', 1)) is RunState.REQUEUED
+    assert queued_state(SlurmJob('PENDING')) is RunState.PENDING
+    assert queued_state(SlurmJob('RUNNING', 2)) is RunState.RUNNING
+    assert RunState.REQUEUED.queued
+
+    def detail(state, slurm=None, restarts=0):
+        return RunStatus('a', 0, state, '7', 'log', slurm, restarts).detail
+
+    assert detail(RunState.REQUEUED, 'PENDING', 1) == 'requeued (1 restart)'
+    assert detail(RunState.DONE, None, 2) == 'done (2 restarts)'
+    assert detail(RunState.FAILED, 'TIMEOUT',
+                  1) == 'failed (TIMEOUT, 1 restart)'
+    assert detail(RunState.DONE) == 'done'
+    with pytest.raises(ValueError, match='--signal-time must be'):
+        StudyOptions('wd', 'acc', signal_time=-1)
 
 
 def test_slurm_rendezvous_from_slurm_environment():

@@ -253,11 +253,17 @@ def test_slurm_train_saves_on_signal_requeues_and_resumes(slurm, tmp_path):
 def test_paired_study_submits_resumes_and_collects(slurm, tmp_path):
     """2 arms (WRS, eps-shifted L2) x 2 seeds, one CPU task a run. The first
     call submits 4 jobs and returns; wrs seed 0 is cancelled after its first
-    checkpoint; the next call resubmits only it, resumed; the table and the
-    resumed run's weights equal the local study's, bitwise."""
+    checkpoint; both shifted runs get the warning signal (``scancel
+    --signal=USR1 --batch``, what ``--signal=B:USR1@120`` sends) in
+    iteration 5 of 12, in epoch 2: they save, their jobs are requeued
+    (``--collect-only`` says so) and resume mid-epoch; the next call
+    resubmits only wrs seed 0, resumed; the table and the resumed runs'
+    weights equal the local study's, bitwise."""
+    signal = dict(
+        type='SignalAtIterHook', at=5, mode='outside', only_in_slurm=True)
     cfgs = [
         shrunk(WRS_CFG, tmp_path / 'wrs.py', epochs=3),
-        shrunk(SHIFTED_CFG, tmp_path / 'shifted.py', epochs=3)
+        shrunk(SHIFTED_CFG, tmp_path / 'shifted.py', epochs=3, hooks=[signal])
     ]
     tool = [
         sys.executable,
@@ -293,15 +299,37 @@ def test_paired_study_submits_resumes_and_collects(slurm, tmp_path):
     assert not (run0 / 'epoch_3.pth').is_file()
     # mmengine saves an epoch's checkpoint before its validation: a cancel
     # landing between the two leaves that epoch without a value, which the
-    # resumed run (from that checkpoint) does not repeat
+    # resumed run (from that checkpoint) does not repeat. scancel's SIGTERM
+    # in a training iteration saves iter_N.pth (4 iterations an epoch) and
+    # the run stays cancelled
     validated = {step for step, _ in read_curve(str(run0), METRIC)}
-    saved = int(
-        re.search(r'epoch_(\d+)\.pth',
-                  (run0 / 'last_checkpoint').read_text()).group(1))
-    # collected: the cancelled run failed (exit 1), the others are queued or
-    # done, the table holds only what is done
+    kind, n = re.search(r'(epoch|iter)_(\d+)\.pth',
+                        (run0 / 'last_checkpoint').read_text()).groups()
+    saved = int(n) if kind == 'epoch' else int(n) // 4
+    # the shifted runs, in iteration 5, get the warning: save and requeue
+    shifted = {s: manifest[('shifted', s)]['job_ids'][0] for s in (0, 1)}
+    for s, job in shifted.items():
+        log = study / 'shifted' / f'seed{s}' / 'paired_study_train.log'
+        wait_until(lambda: (study / 'shifted' / f'seed{s}' / 'at_iter_rank0').
+                   is_file() or _ended(slurm, job, log))
+        slurm.run('scancel', '--signal=USR1', '--batch', job, check=True)
+        wait_until(
+            lambda: slurm.job(job).get('Restarts', '0') != '0' and slurm.job(
+                job).get('JobState') == 'PENDING' or _ended(slurm, job, log),
+            timeout=300)
+    # collected: the cancelled run failed (exit 1), the requeued ones are
+    # named, the others are queued or done, the table holds only what is done
     out = run(tool + slurm_args + ['--collect-only'], env, returncode=1)
     assert '| wrs | 0 | failed (CANCELLED) |' in out, out
+    for s in (0, 1):
+        assert f'| shifted | {s} | requeued (1 restart) |' in out, out
+    with open(study / 'paired_study_manifest.json') as f:
+        assert [r['restarts'] for r in json.load(f)
+                if r['arm'] == 'shifted'] == [1, 1]
+    for s, job in shifted.items():
+        start_requeued_now(
+            slurm, job,
+            study / 'shifted' / f'seed{s}' / 'paired_study_train.log')
 
     # the next call resubmits wrs seed 0 alone, resumed, and waits
     out = run(tool + slurm_args + ['--wait'], env)
@@ -313,7 +341,13 @@ def test_paired_study_submits_resumes_and_collects(slurm, tmp_path):
     assert len(again[('wrs', 0)]['job_ids']) == 2
     log = (run0 / 'paired_study_train.log').read_text()
     assert '(resumed)' in log and 'resumed epoch: ' in log, log[-3000:]
-    assert out.count('| done |') == 4, out
+    assert out.count('| done |') == 2, out
+    assert out.count('| done (1 restart) |') == 2, out
+    log = (study / 'shifted' / 'seed0' / 'paired_study_train.log').read_text()
+    assert (f"job {shifted[0]} requeued; exiting with status 75" in log
+            and '(resumed) restart 1' in log
+            and 'resumed from a signal checkpoint at iteration 6' in log), \
+        log[-3000:]
 
     local = tmp_path / 'local_study'
     run(
@@ -329,6 +363,7 @@ def test_paired_study_submits_resumes_and_collects(slurm, tmp_path):
     ]
     assert a['arms'] == b['arms'] and a['curves'] == expected
     assert a['arms']['shifted']['vs_baseline']['seeds'] == [0, 1]
-    toy.assert_same_weights(
-        toy.checkpoint_weights(run0 / 'epoch_3.pth'),
-        toy.checkpoint_weights(local / 'wrs' / 'seed0' / 'epoch_3.pth'))
+    for run_dir in ('wrs/seed0', 'shifted/seed0', 'shifted/seed1'):
+        toy.assert_same_weights(
+            toy.checkpoint_weights(study / run_dir / 'epoch_3.pth'),
+            toy.checkpoint_weights(local / run_dir / 'epoch_3.pth'))

@@ -6,7 +6,8 @@
 
 ``--on-signal`` adds ``CheckpointOnSignalHook``: on ``SIGUSR1`` / ``SIGTERM``
 the run saves ``iter_<n>.pth`` at the iteration's end and exits with status
-75, after requeueing its Slurm job with ``requeue``.
+75; with ``requeue`` it first requeues its Slurm job after ``SIGUSR1``
+(Slurm's warning; ``SIGTERM`` means cancel or preemption).
 """
 import argparse
 import sys
@@ -42,8 +43,8 @@ def parse_args():
         '--on-signal',
         choices=['exit', 'requeue'],
         help='on SIGUSR1 / SIGTERM save iter_<n>.pth at the end of the '
-        'iteration, then exit with status 75 (exit) or requeue the Slurm '
-        'job first (requeue)')
+        'iteration, then exit with status 75 (exit), after requeueing the '
+        'Slurm job on SIGUSR1 (requeue)')
     add_launch_args(parser)
     return parse_launch_args(parser)
 

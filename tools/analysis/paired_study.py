@@ -6,8 +6,8 @@ collect finished work dirs), then report each arm minus the baseline with a
         [--variant NAME k=v [k=v ...]] ... [--names A B ...]
         [--baseline NAME] [--seeds 0 1 2] [--work-dir work_dirs/paired_study]
         [--launcher local|pytorch|slurm] [--jobs N] [--gpus N]
-        [--partition P] [--cfg-options k=v ...] [--collect-only] [--wait]
-        [--cancel] [--dry-run]
+        [--partition P] [--signal-time S] [--cfg-options k=v ...]
+        [--collect-only] [--wait] [--cancel] [--dry-run]
 
 Arms: each CONFIG (named after its file, or ``--names``), plus each
 ``--variant NAME k=v ...`` (the first CONFIG with those ``--cfg-options``).
@@ -22,9 +22,14 @@ WORK_DIR`` with ``GPUS`` (and ``GPUS_PER_NODE``, ``TASKS_PER_NODE``,
 ``<work-dir>/paired_study_manifest.json`` and returns; ``--wait`` blocks
 until the jobs end. Runs land in ``<work-dir>/<arm>/seed<s>``; a finished run
 is never repeated, a killed, failed or timed-out one resumes from its last
-checkpoint when the tool runs again, and a queued one is left alone.
+checkpoint when the tool runs again, and a queued one is left alone. Slurm
+jobs are submitted with ``--requeue --signal=B:USR1@S`` (``--signal-time``,
+default 120; 0: neither): warned before the time limit, a run saves a
+checkpoint and requeues its job, which resumes from it; on SIGTERM
+(preemption, scancel) it saves and stops.
 ``--collect-only`` trains nothing: it prints each run's state (done /
-running / pending / failed / missing) and the table of what is done.
+running / pending / requeued / failed / missing, with the job's restarts)
+and the table of what is done.
 ``--cancel`` cancels the study's queued jobs.
 
 Example, the shipped YOLOv3 WD and WRS configs on COCO, 3 seeds, 8 GPUs each
@@ -89,6 +94,13 @@ def parse_args(argv=None) -> tuple:
     ap.add_argument(
         '--gpus', type=int, default=1, help='GPUs per run (pytorch, slurm)')
     ap.add_argument('--partition', help='slurm partition')
+    ap.add_argument(
+        '--signal-time',
+        type=int,
+        default=120,
+        help='slurm: the runs save a checkpoint and requeue their job on '
+        'SIGUSR1, sent this many seconds before the time limit, and save '
+        'before stopping on SIGTERM (0: off)')
     ap.add_argument(
         '--cfg-options',
         nargs='+',
@@ -166,7 +178,8 @@ def main(argv=None) -> int:
             tools_dir=osp.dirname(osp.dirname(osp.abspath(__file__))),
             collect_only=args.collect_only or args.cancel,
             dry_run=args.dry_run,
-            wait=args.wait))
+            wait=args.wait,
+            signal_time=args.signal_time))
     if args.dry_run:
         return 0
     return report(study, arms, baseline, args)

@@ -6,12 +6,13 @@ A cluster kills a job at its time limit or when a higher-priority job
 preempts it. Slurm can warn it first: ``sbatch --signal=B:USR1@120`` sends
 ``SIGUSR1`` 120 s before the limit (``B:`` to the batch shell, which the
 paired study's job script forwards to the tasks), and it sends ``SIGTERM``
-on preemption and at the limit. :class:`SignalCatcher` records the signal;
-:func:`agree_on_signal` makes every rank of a distributed run agree, at the
-same iteration, whether any rank got one (a signal may reach the ranks at
-different iterations, or one rank only); :func:`requeue_slurm_job` puts the
-batch job back in the queue (``scontrol requeue``), where it starts again
-with its job id and resumes from the checkpoint.
+on preemption, on ``scancel`` and at the limit. :class:`SignalCatcher`
+records the signal; :func:`agree_on_signal` makes every rank of a
+distributed run agree, at the same iteration, whether any rank got one (a
+signal may reach the ranks at different iterations, or one rank only);
+:func:`requeue_slurm_job` puts the batch job back in the queue (``scontrol
+requeue``), where it starts again with its job id and resumes from the
+checkpoint.
 
 :func:`slurm_job` reads a job's record (``scontrol -o show job``) for the
 paired study's state table (``JobState``, ``Restarts``).

@@ -16,7 +16,8 @@ Where it runs and what it changes:
   generator states are gathered, rank 0 saves ``iter_<n>.pth`` with
   ``runner.save_checkpoint`` (every hook's state, WRS's too, and the
   generators under ``signal_stop``) and points ``last_checkpoint`` at it,
-  requeues the job with ``on_signal='requeue'``, and every rank leaves
+  requeues the job with ``on_signal='requeue'`` if the signal was the
+  warning (``SIGUSR1`` / ``SIGUSR2``), and every rank leaves
   ``runner.train()`` by raising :class:`TrainingPreempted` (a
   ``SystemExit`` with status 75, ``EX_TEMPFAIL``: stopped, resumable).
 * ``after_load_checkpoint`` and ``before_train_epoch`` of a run resumed from
@@ -49,6 +50,10 @@ STATE_KEY = 'signal_stop'
 
 ON_SIGNAL = ('exit', 'requeue')
 
+#: the signals after which ``on_signal='requeue'`` requeues the job: a
+#: scheduler's warning, not a cancel (``SIGTERM``, ``SIGINT``)
+WARNINGS = ('SIGUSR1', 'SIGUSR2')
+
 
 class TrainingPreempted(SystemExit):
     """Raised on every rank after the signal checkpoint is saved: the run
@@ -66,10 +71,14 @@ class CheckpointOnSignalHook(Hook):
 
     Args:
         on_signal (str): ``'exit'`` (stop; whoever launched the run starts it
-            again with ``--resume``) or ``'requeue'`` (``scontrol requeue``
-            the Slurm batch job this run is part of, which then starts again
-            and resumes: its command needs ``--resume``, as the paired
-            study's job scripts have). Defaults to ``'exit'``.
+            again with ``--resume``) or ``'requeue'``: after a warning
+            signal (``SIGUSR1`` / ``SIGUSR2``, Slurm's ``--signal``),
+            ``scontrol requeue`` the Slurm batch job this run is part of,
+            which then starts again and resumes (its command needs
+            ``--resume``, as the paired study's job scripts have). After
+            ``SIGTERM`` / ``SIGINT`` it only exits: ``scancel`` means
+            cancel, and a partition that preempts by requeueing requeues
+            the job itself. Defaults to ``'exit'``.
         signals (Sequence[str]): signal names to stop on. Defaults to
             ``('SIGUSR1', 'SIGTERM')``: Slurm's warning (``--signal``) and
             its preemption / time-limit signal.
@@ -169,7 +178,8 @@ class CheckpointOnSignalHook(Hook):
             with open(osp.join(runner.work_dir, 'last_checkpoint'), 'w') as f:
                 f.write(path)
         then = 'exiting'
-        if self.on_signal == 'requeue' and get_rank() == 0:
+        if self.on_signal == 'requeue' and signal_name in WARNINGS \
+                and get_rank() == 0:
             job = slurm_job_id()
             try:
                 requeue_slurm_job(job)

@@ -47,7 +47,10 @@ class StudyOptions:
     runs at a time, ``gpus`` per run and the Slurm ``partition``, the
     ``tools_dir`` (None: :func:`package_tools`), ``collect_only`` (train
     nothing), ``dry_run`` (print the commands), ``wait`` (for the Slurm
-    jobs to leave the queue) and ``env`` (variables added to the runs')."""
+    jobs to leave the queue), ``env`` (variables added to the runs') and
+    ``signal_time``: Slurm jobs are requeued after a signal checkpoint on
+    ``SIGUSR1`` that many seconds before their time limit, and save before
+    stopping on ``SIGTERM`` (:mod:`.slurm_jobs`; 0: neither)."""
     work_dir: str
     metric: str
     launcher: str = 'local'
@@ -59,9 +62,14 @@ class StudyOptions:
     dry_run: bool = False
     wait: bool = False
     env: Optional[dict] = None
+    signal_time: int = 120
 
     def __post_init__(self):
         check_launcher(self.launcher, self.partition)
+        if not isinstance(self.signal_time, int) or self.signal_time < 0:
+            raise ValueError('paired study: --signal-time must be a number '
+                             'of seconds >= 0 (0: no signal checkpoint), '
+                             f'got {self.signal_time!r}')
         self.tools_dir = self.tools_dir or package_tools()
 
     def run_env(self) -> dict:
@@ -174,7 +182,7 @@ def submit_slurm(todo: Sequence[Run], options: StudyOptions,
                 slurm_jobs.job_script(cmd, f'{arm.name}_seed{s}',
                                       options.partition, resources,
                                       run.path(LOG_FILE), run.path(DONE_FILE),
-                                      wd))
+                                      wd, options.signal_time))
         job = slurm_jobs.sbatch(script, run_env)
         resumed = has_checkpoint(wd)
         entry = entry or ManifestEntry(arm.name, s, [], shlex.join(cmd),

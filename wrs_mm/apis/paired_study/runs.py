@@ -127,13 +127,15 @@ def has_checkpoint(work_dir: str) -> bool:
 @dataclass
 class ManifestEntry:
     """A run's line in the manifest: its Slurm jobs (every submission, the
-    last one current), the command they run, the job script and the log."""
+    last one current), the command they run, the job script, the log, and
+    how many times Slurm requeued the current job (as last collected)."""
     arm: str
     seed: int
     job_ids: List[str]
     command: str
     script: str
     log: str
+    restarts: int = 0
 
     @property
     def job(self) -> str:
@@ -153,6 +155,20 @@ def read_manifest(work_dir: str) -> Dict[str, ManifestEntry]:
         }
 
 
+def record_restarts(work_dir: str, states: Sequence['RunStatus']) -> None:
+    """Write each run's restart count (from :func:`run_states`) into the
+    manifest, when it changed."""
+    manifest = read_manifest(work_dir)
+    changed = False
+    for status in states:
+        entry = manifest.get(f'{status.arm}/seed{status.seed}')
+        if entry and entry.job == status.job and \
+                entry.restarts != status.restarts:
+            entry.restarts, changed = status.restarts, True
+    if changed:
+        write_manifest(work_dir, manifest)
+
+
 def write_manifest(work_dir: str, manifest: Dict[str, ManifestEntry]) -> None:
     """Write ``manifest`` (as :func:`read_manifest` returns it)."""
     os.makedirs(work_dir, exist_ok=True)
@@ -166,6 +182,9 @@ class RunState(enum.Enum):
     DONE = 'done'
     #: its Slurm job waits in the queue
     PENDING = 'pending'
+    #: its Slurm job was requeued (a signal, a preemption) and waits to
+    #: start again, resumed
+    REQUEUED = 'requeued'
     #: its Slurm job runs (or ends, or is suspended)
     RUNNING = 'running'
     #: started (submitted, or its log written), neither done nor queued
@@ -180,7 +199,7 @@ class RunState(enum.Enum):
     @property
     def queued(self) -> bool:
         """Whether the run's job is still in the Slurm queue."""
-        return self in (RunState.PENDING, RunState.RUNNING)
+        return self in (RunState.PENDING, RunState.REQUEUED, RunState.RUNNING)
 
 
 #: the state of a run whose job is in the queue, by the job's Slurm state
@@ -195,30 +214,40 @@ SLURM_QUEUE_STATES = {
 
 
 def queued_state(job: slurm_jobs.SlurmJob) -> RunState:
-    """The state of a run whose job is in the queue."""
-    return SLURM_QUEUE_STATES.get(job.state, RunState.RUNNING)
+    """The state of a run whose job is in the queue: requeued when it waits
+    after a restart."""
+    state = SLURM_QUEUE_STATES.get(job.state, RunState.RUNNING)
+    if state is RunState.PENDING and job.restarts:
+        return RunState.REQUEUED
+    return state
 
 
 @dataclass
 class RunStatus:
     """What became of one run: its :class:`RunState`, its current Slurm job
     and that job's Slurm state (how it ended, for a failed run whose job
-    Slurm still remembers), and its log."""
+    Slurm still remembers), its log, and how many times Slurm requeued the
+    job."""
     arm: str
     seed: int
     state: RunState
     job: Optional[str]
     log: str
     slurm_state: Optional[str] = None
+    restarts: int = 0
 
     @property
     def detail(self) -> str:
-        """The state as the study prints it, e.g. ``failed (CANCELLED)``."""
-        if self.state is RunState.FAILED and self.slurm_state:
-            return f'failed ({self.slurm_state})'
+        """The state as the study prints it, e.g. ``failed (CANCELLED)``,
+        ``requeued (1 restart)``."""
         if self.state is RunState.UNKNOWN:
             return 'unknown (submitted; no squeue on this machine)'
-        return self.state.value
+        notes = [self.slurm_state] if self.state is RunState.FAILED \
+            and self.slurm_state else []
+        if self.restarts:
+            notes.append(f"{self.restarts} restart"
+                         f"{'s' if self.restarts > 1 else ''}")
+        return self.state.value + (f" ({', '.join(notes)})" if notes else '')
 
 
 def run_states(runs: Sequence[Run],
@@ -239,15 +268,21 @@ def run_states(runs: Sequence[Run],
                            run.path(LOG_FILE))
         if osp.isfile(run.path(DONE_FILE)):
             status.state = RunState.DONE
+            with open(run.path(DONE_FILE)) as f:
+                status.restarts = json.load(f).get('restarts', 0)
         elif job in queued:
-            status.state = queued_state(queued[job])
+            known = slurm_jobs.job_state(job, env) or queued[job]
+            status.state = queued_state(
+                slurm_jobs.SlurmJob(queued[job].state, known.restarts))
             status.slurm_state = queued[job].state
+            status.restarts = known.restarts
         elif job and not squeue:
             status.state = RunState.UNKNOWN
         elif entry or osp.isfile(run.path(LOG_FILE)):
             status.state = RunState.FAILED
             ended = slurm_jobs.job_state(job, env) if job else None
             status.slurm_state = ended.state if ended else None
+            status.restarts = ended.restarts if ended else 0
         elif osp.isdir(run.work_dir) and read_curve(run.work_dir, 'step'):
             status.state = RunState.FOREIGN
         out.append(status)

@@ -7,9 +7,17 @@ ask for (:func:`slurm_resources`, read from the same variables: ``GPUS``,
 ``GPUS_PER_NODE``, ``TASKS_PER_NODE``, ``CPUS_PER_TASK``), then runs
 ``slurm_train.sh`` in the allocation: with ``--resume`` when the work dir
 holds a checkpoint (a cancelled, failed or timed-out run resumes from its last
-one), and on success writes the run's done file. Jobs sharing a node need
-distinct rendezvous ports: ``MASTER_PORT`` is derived from the job id unless
-set. The job outlives the shell that submitted it.
+one), and on success writes the run's done file. The job outlives the shell
+that submitted it.
+
+With a signal time (``--signal-time``, default 120 s) the job is submitted
+with ``--requeue`` and ``--signal=B:USR1@<seconds>``: before its time limit
+Slurm sends ``SIGUSR1`` to the batch shell, which passes it to the training
+tasks (``scancel --signal=USR1``); their ``CheckpointOnSignalHook``
+(``ON_SIGNAL=requeue``) saves ``iter_<n>.pth`` and requeues the job, which
+starts again and resumes from it. On ``SIGTERM`` (a preemption, ``scancel``)
+they save and stop: a partition that preempts by requeueing puts the job back
+itself, and the next call of the study resubmits a stopped run, resumed.
 """
 import json
 import os
@@ -18,6 +26,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from ...core.preemption import slurm_job
+
 #: the file mmengine writes in a work dir, naming its latest checkpoint
 CHECKPOINT_POINTER = 'last_checkpoint'
 
@@ -25,8 +35,10 @@ CHECKPOINT_POINTER = 'last_checkpoint'
 @dataclass(frozen=True)
 class SlurmJob:
     """A submitted job as Slurm reports it: ``state``, Slurm's own name
-    (``PENDING``, ``RUNNING``, ``CANCELLED``, ``TIMEOUT`` ...)."""
+    (``PENDING``, ``RUNNING``, ``CANCELLED``, ``TIMEOUT`` ...), and how many
+    times it was requeued (``restarts``; ``scontrol``'s ``Restarts``)."""
     state: str
+    restarts: int = 0
 
 
 def slurm_resources(gpus: int, environ: Mapping[str, str]) -> dict:
@@ -55,13 +67,19 @@ def slurm_resources(gpus: int, environ: Mapping[str, str]) -> dict:
         CPUS_PER_TASK=str(cpus))
 
 
-def job_script(command: Sequence[str], name: str, partition: str,
-               resources: Mapping[str, str], log: str, done_file: str,
-               work_dir: str) -> str:
+def job_script(command: Sequence[str],
+               name: str,
+               partition: str,
+               resources: Mapping[str, str],
+               log: str,
+               done_file: str,
+               work_dir: str,
+               signal_time: int = 0) -> str:
     """The ``sbatch`` script of one run. ``command`` is the run's
     ``slurm_train.sh`` command line; ``--resume`` is put before its
     ``--cfg-options`` when ``work_dir`` holds a checkpoint at the job's
-    start."""
+    start. ``signal_time`` > 0: requeued on ``SIGUSR1`` that many seconds
+    before the time limit, or on ``SIGTERM`` (module docstring)."""
     cut = command.index('--cfg-options')
     per_node = int(resources['GPUS_PER_NODE'])
     pointer = shlex.quote(os.path.join(work_dir, CHECKPOINT_POINTER))
@@ -75,20 +93,38 @@ def job_script(command: Sequence[str], name: str, partition: str,
     ]
     if per_node:
         lines.append(f'#SBATCH --gres=gpu:{per_node}')
+    train = f'{shlex.join(command[:cut])} $RESUME {shlex.join(command[cut:])}'
+    if signal_time:
+        lines += [
+            '#SBATCH --requeue', f'#SBATCH --signal=B:USR1@{signal_time}',
+            'export ON_SIGNAL=requeue'
+        ]
     lines += [
         *(f'export {k}={v}' for k, v in resources.items()),
-        # runs of a study share nodes: a rendezvous port of their own
-        'export MASTER_PORT=${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}',
         f'if [ -f {pointer} ]; then RESUME=--resume; else RESUME=; fi',
         'echo "paired study: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST '
-        '${RESUME:+(resumed)}"',
+        '${RESUME:+(resumed)}'
+        '${SLURM_RESTART_COUNT:+ restart $SLURM_RESTART_COUNT}"',
         'START=$SECONDS',
-        f'{shlex.join(command[:cut])} $RESUME {shlex.join(command[cut:])}',
-        'RC=$?',
+    ]
+    if signal_time:
+        lines += [
+            # B:USR1 reaches this shell only: pass it to the training tasks
+            'trap \'scancel --signal=USR1 "$SLURM_JOB_ID"\' USR1',
+            f'{train} &',
+            'PID=$!',
+            # wait returns early for the trapped signal: wait again
+            'while :; do wait $PID; RC=$?; '
+            '[ $RC -gt 128 ] && kill -0 $PID 2>/dev/null || break; done',
+        ]
+    else:
+        lines += [train, 'RC=$?']
+    lines += [
         '[ $RC -ne 0 ] && exit $RC',
-        'printf \'{"command": %s, "seconds": %d, "job_id": "%s"}\\n\' ' +
-        shlex.quote(json.dumps(list(command))) +
-        ' $((SECONDS - START)) "$SLURM_JOB_ID" > ' + shlex.quote(done_file)
+        'printf \'{"command": %s, "seconds": %d, "job_id": "%s", '
+        '"restarts": %d}\\n\' ' + shlex.quote(json.dumps(list(command))) +
+        ' $((SECONDS - START)) "$SLURM_JOB_ID" "${SLURM_RESTART_COUNT:-0}" > '
+        + shlex.quote(done_file)
     ]
     return '\n'.join(lines) + '\n'
 
@@ -122,14 +158,10 @@ def queued_jobs(env: Optional[dict] = None) -> Dict[str, SlurmJob]:
 def job_state(job: str, env: Optional[dict] = None) -> Optional[SlurmJob]:
     """The job as the controller remembers it (``scontrol show job``: for a
     job that left the queue, how it ended); None once it forgot it."""
-    res = subprocess.run(['scontrol', '-o', 'show', 'job', job],
-                         capture_output=True,
-                         text=True,
-                         env=env)
-    fields = dict(f.split('=', 1) for f in res.stdout.split() if '=' in f)
+    fields = slurm_job(job, env)
     if 'JobState' not in fields:
         return None
-    return SlurmJob(fields['JobState'])
+    return SlurmJob(fields['JobState'], int(fields.get('Restarts', 0)))
 
 
 def cancel(jobs: List[str], env: Optional[dict] = None) -> None:

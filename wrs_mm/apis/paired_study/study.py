@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Sequence
 from .launchers import (StudyOptions, run_command, submit_slurm, train_here,
                         wait_for_jobs)
 from .runs import (DONE_FILE, Arm, Run, RunState, RunStatus, plan_runs,
-                   read_curve, run_states)
+                   read_curve, record_restarts, run_states)
 
 #: the states of the runs that enter the comparison
 COUNTED = (RunState.DONE, RunState.FOREIGN)
@@ -40,6 +40,7 @@ def run_study(arms: Sequence[Arm],
     else:
         failed = train_here(todo, options, log)
     states = run_states(runs, options.work_dir, options.run_env())
+    record_restarts(options.work_dir, states)
     if options.launcher == 'slurm' or options.collect_only:
         failed = [
             dict(arm=r.arm, seed=r.seed, log=r.log) for r in states
