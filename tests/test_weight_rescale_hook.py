@@ -582,3 +582,46 @@ def test_weight_whose_eps_breaks_invariance_is_refused_and_error_logged(
     runner.model.net.bn2.eps = 10.
     runner.train()
     assert len(get_hook(runner, WeightRescaleHook).rescaler) == 2
+
+
+class _LogLinePredictions(Hook):
+    """Records ``logger_writes_line`` for every training iteration."""
+
+    def __init__(self):
+        self.predicted = set()
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
+                         outputs=None):
+        from wrs_mm.engine.weight_rescale_hook import logger_writes_line
+        if logger_writes_line(runner, batch_idx):
+            self.predicted.add((runner.epoch + 1, batch_idx + 1))
+
+
+@pytest.mark.parametrize('ignore_last', [False, True])
+def test_log_line_prediction_matches_logger_hook(tmp_path, ignore_last):
+    """The iterations after which the hook expects ``LoggerHook`` to write a
+    training line (where its scalars are read) are exactly the lines
+    ``LoggerHook`` writes: 2 epochs of 8 iterations, interval 3, with and
+    without ``ignore_last``."""
+    import re
+    cfg = toy.runner_cfg(
+        tmp_path, 16, hook=dict(type='WeightRescaleHook', interval=2))
+    cfg['train_cfg'] = dict(by_epoch=True, max_epochs=2)
+    cfg['default_hooks']['logger'] = dict(
+        type='LoggerHook', interval=3, ignore_last=ignore_last)
+    runner = Runner.from_cfg(cfg)
+    rec = _LogLinePredictions()
+    runner.register_hook(rec, 'LOWEST')
+    runner.train()
+    log = open(os.path.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+    written = {
+        (int(e), int(i))
+        for e, i in re.findall(r'Epoch\(train\) \[(\d+)\]\[\s*(\d+)/8\]', log)
+    }
+    expected = {(e, i) for e in (1, 2) for i in (3, 6)}
+    expected |= set() if ignore_last else {(1, 8), (2, 8)}
+    assert written == expected  # LoggerHook's lines, as configured
+    assert rec.predicted == written
