@@ -58,7 +58,12 @@ PLUGIN_TESTS = [
     'tests/test_flexible_runner.py',
     'tests/test_config_checks.py',
     'tests/test_compile.py',
-    'tests/test_checkpoint_on_signal.py',
+    # the hook's stops and bitwise resumes, in-process (its tools and DDP
+    # tests run in the main environment)
+    'tests/test_checkpoint_on_signal.py::'
+    'test_stop_at_iteration_end_and_resume_bitwise',
+    'tests/test_checkpoint_on_signal.py::test_requeue_after_the_warning_only',
+    'tests/test_checkpoint_on_signal.py::test_bad_arguments_are_refused',
     # a checkpoint of the per-parameter layout written on torch 2.1 (the
     # layouts' trajectories are compared in the main environment)
     'tests/test_param_groups.py::'
