@@ -156,7 +156,11 @@ setup(
         ],
         # the suite, the benchmarks and the linters
         'tests': [
-            'pytest',
+            # pytest 9 keeps a test's id in `_id`: pytest-xdist 3.8 (the
+            # newest) still renames `_nodeid`, so --dist loadgroup ignores
+            # xdist_group and grouped tests (one local Slurm cluster, one
+            # cached environment) run on both workers at once
+            'pytest>=8,<9',
             'pytest-xdist>=3.5',
             'scipy',
             'adamp',

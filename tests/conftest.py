@@ -99,9 +99,26 @@ def pytest_configure(config):
         'processes, trainings); started first when tests run in parallel')
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     """In parallel runs (``make test``: two pytest-xdist workers) the heavy
     tests start first, so that no long test is left for the end while the
-    other worker idles. Every worker collects the same order."""
-    if os.environ.get('PYTEST_XDIST_WORKER'):
-        items.sort(key=lambda item: item.get_closest_marker('heavy') is None)
+    other worker idles. Every worker collects the same order.
+
+    Under ``--dist loadgroup`` (after pytest-xdist's own hook), a test with
+    an ``xdist_group`` whose id lacks ``@<group>`` stops the run: the group
+    would be spread over both workers at once (two local Slurm clusters on
+    one host, two copies of a cached environment). pytest 9 with
+    pytest-xdist 3.8 does that; setup.py asks for pytest < 9."""
+    if not os.environ.get('PYTEST_XDIST_WORKER'):
+        return
+    items.sort(key=lambda item: item.get_closest_marker('heavy') is None)
+    lost = [
+        item.nodeid for item in items if config.getoption('loadgroup', False)
+        and item.get_closest_marker('xdist_group') and '@' not in item.nodeid
+    ]
+    if lost:
+        raise pytest.UsageError(
+            f'pytest-xdist dropped the xdist_group of {lost[:3]}: '
+            f'pytest {pytest.__version__} with this pytest-xdist would run '
+            'a group on both workers; install pytest<9 (setup.py [tests])')
