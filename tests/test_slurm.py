@@ -301,11 +301,13 @@ def test_paired_study_submits_resumes_and_collects(slurm, tmp_path):
     # landing between the two leaves that epoch without a value, which the
     # resumed run (from that checkpoint) does not repeat. scancel's SIGTERM
     # in a training iteration saves iter_N.pth (4 iterations an epoch) and
-    # the run stays cancelled
+    # the run stays cancelled; resumed from it, the run ends that iteration's
+    # epoch (N = 8: no batch left) and validates it. saved: the last epoch
+    # whose validation the resumed run does not repeat
     validated = {step for step, _ in read_curve(str(run0), METRIC)}
     kind, n = re.search(r'(epoch|iter)_(\d+)\.pth',
                         (run0 / 'last_checkpoint').read_text()).groups()
-    saved = int(n) if kind == 'epoch' else int(n) // 4
+    saved = int(n) if kind == 'epoch' else (int(n) - 1) // 4
     # the shifted runs, in iteration 5, get the warning: save and requeue
     shifted = {s: manifest[('shifted', s)]['job_ids'][0] for s in (0, 1)}
     for s, job in shifted.items():
