@@ -176,14 +176,20 @@ def wait_until(predicate, timeout=600, poll=0.2) -> None:
         time.sleep(poll)
 
 
-def start_requeued_now(slurm, job: str, log) -> None:
-    """Wait until ``job`` is back in the queue after its requeue, then start
-    it now: Slurm holds a requeued job for about 2 minutes (its begin time)
-    before it may start again."""
+def wait_requeued(slurm, job: str, log) -> None:
+    """Wait until ``job`` is back in the queue after its requeue (restarted,
+    pending); fail with its log if it ended instead."""
     wait_until(
         lambda: slurm.job(job).get('Restarts', '0') != '0' and slurm.job(job).
         get('JobState') == 'PENDING' or _ended(slurm, job, log),
         timeout=300)
+
+
+def start_requeued_now(slurm, job: str, log) -> None:
+    """Wait until ``job`` is requeued, then start it now: Slurm holds a
+    requeued job for about 2 minutes (its begin time) before it may start
+    again."""
+    wait_requeued(slurm, job, log)
     for _ in range(100):  # refused while the requeue is being processed
         if slurm.run('scontrol', 'update', f'JobId={job}',
                      'StartTime=now').returncode == 0:
@@ -315,10 +321,7 @@ def test_paired_study_submits_resumes_and_collects(slurm, tmp_path):
         wait_until(lambda: (study / 'shifted' / f'seed{s}' / 'at_iter_rank0').
                    is_file() or _ended(slurm, job, log))
         slurm.run('scancel', '--signal=USR1', '--batch', job, check=True)
-        wait_until(
-            lambda: slurm.job(job).get('Restarts', '0') != '0' and slurm.job(
-                job).get('JobState') == 'PENDING' or _ended(slurm, job, log),
-            timeout=300)
+        wait_requeued(slurm, job, log)
     # collected: the cancelled run failed (exit 1), the requeued ones are
     # named, the others are queued or done, the table holds only what is done
     out = run(tool + slurm_args + ['--collect-only'], env, returncode=1)
